@@ -1,0 +1,198 @@
+"""The ``bbarc`` command line: thin commands over the API. Progress goes to stderr, results to stdout.
+
+Exit codes: 0 ok, 1 other failure, 2 usage error / bad input, 3 corrupt archive, 4 missing model or weights,
+5 coding error.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from formats.errors import BbarcError, CorruptArchiveError, UsageError
+
+from . import api, pipeline, plugins
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lossless dataset archiver (bits-back ANS).")
+err = Console(stderr=True)
+out = Console()
+SAMPLE = "mnist-t10k-first1000-images-idx3-ubyte.gz"
+
+
+@contextmanager
+def progress_bar(label: str, total: int, quiet: bool):
+    if quiet or total == 0:
+        yield lambda k, *_: None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda k, *_: bar.advance(task, k)
+
+
+def emit(data: dict, as_json: bool, text: str) -> None:
+    out.print_json(json.dumps(data)) if as_json else out.print(text)
+
+
+@app.command()
+def compress(
+    input: str = typer.Argument(..., help="a .npy, .h5 (file.h5:/key), or MNIST IDX (.gz) file"),
+    output: Path = typer.Argument(..., help="archive to write"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="HDF5 dataset path, e.g. /images"),
+    model: str = typer.Option("mnist-vae", "--model", "-m", help="model id (see `bbarc models`)"),
+    chunk_size: int = typer.Option(1000, "--chunk-size", "-c", min=1, help="items per independently decodable chunk"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="per-item side data stored with the items"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+):
+    """Compress a dataset into an indexed archive."""
+    from formats.inputs import open_source
+
+    with open_source(input, dataset) as src:
+        total = len(src)
+    with progress_bar("compressing", total, quiet) as tick:
+        result = pipeline.compress(input, output, model=model, chunk_size=chunk_size, dataset=dataset, labels=labels,
+                                   progress=tick)
+    r = result.as_dict()
+    emit(r, as_json, f"{r['path']}: {r['items']} items in {r['chunks']} chunks, {r['archive_bytes']} bytes, "
+                     f"{r['bits_per_dim']:.4f} bits/dim, {r['seconds']:.1f} s")
+
+
+@app.command()
+def decompress(
+    archive: Path = typer.Argument(..., help="archive to read"),
+    output: str = typer.Argument(..., help="a .npy or .h5 file (file.h5:/key)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="HDF5 dataset path to write"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Decode a whole archive into .npy or HDF5 (same dtype and shape as the input)."""
+    with api.open(archive) as a, progress_bar("decompressing", len(a), quiet) as tick:
+        a.extract(output, dataset=dataset, progress=tick)
+    err.print(f"wrote {output}")
+
+
+@app.command()
+def info(archive: Path, as_json: bool = typer.Option(False, "--json")):
+    """Show an archive's metadata and chunk index."""
+    with api.open(archive) as a:
+        chunks = [dict(index=c.index, first_item=c.first_item, items=c.item_count, bytes=c.length) for c in a.chunks]
+        data = dict(path=str(archive), bytes=archive.stat().st_size, metadata=a.metadata, chunks=chunks)
+        dims = len(a) * int(np.prod(a.item_shape))
+        data["bits_per_dim"] = round(8 * data["bytes"] / dims, 5)
+    if as_json:
+        return emit(data, True, "")
+    m = data["metadata"]
+    out.print(f"[bold]{archive}[/bold]: {len(chunks)} chunks, {m['item_count']} items of {tuple(m['item_shape'])} "
+              f"{np.dtype(m['item_dtype'])}, {data['bytes']} bytes = {data['bits_per_dim']:.4f} bits/dim")
+    out.print(f"model {m['model']['id']} ({m['model']['distribution']} {m['model']['version']}, weights sha256 "
+              f"{m['model']['weights_sha256'][:16]}…), written by {m['writer']} from {m['source']}")
+
+
+@app.command()
+def get(
+    archive: Path,
+    selector: str = typer.Argument(..., help="an item index `i` or a range `a:b`"),
+    output: Path = typer.Option(..., "-o", "--output", help=".npy file to write"),
+):
+    """Decode one item or a range of items (only the chunks holding them)."""
+    with api.open(archive) as a:
+        items = a[_parse_selector(selector)]
+    np.save(output, items)
+    err.print(f"wrote {output} {items.shape} {items.dtype}")
+
+
+def _parse_selector(text: str):
+    try:
+        if ":" in text:
+            a, b = text.split(":", 1)
+            return slice(int(a) if a else None, int(b) if b else None)
+        return int(text)
+    except ValueError:
+        raise UsageError(f"selector must be an index `i` or a range `a:b`, got {text!r}") from None
+
+
+@app.command()
+def verify(
+    archive: Path,
+    deep: bool = typer.Option(False, "--deep", help="also decode every chunk and check its raw-content hash"),
+    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Check checksums (and with --deep, decoded content). Exit 3 if any chunk is bad."""
+    with api.open(archive, recover=True) as a, progress_bar("verifying", len(a), quiet) as tick:
+        reports = a.verify(deep=deep, progress=tick)
+    bad = [r for r in reports if r.error]
+    data = dict(path=str(archive), chunks=len(reports), bad=[r.__dict__ for r in bad], deep=deep, ok=not bad)
+    emit(data, as_json, "\n".join([f"chunk {r.index} (items {r.first_item}..{r.first_item + r.item_count - 1}): "
+                                   f"{r.error}" for r in bad] + [f"{archive}: {len(reports) - len(bad)} of "
+                                                                 f"{len(reports)} chunks OK"]))
+    if bad:
+        raise typer.Exit(CorruptArchiveError.exit_code)
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json")):
+    """List installed model plugins."""
+    entries = plugins.model_entries()
+    rows = [dict(id=e.id, plugin=e.plugin, distribution=e.distribution, version=e.version,
+                 hooks=["register_models"], description=e.factory().description) for e in entries.values()]
+    if as_json:
+        return emit(dict(models=rows, plugins=plugins.list_plugins()), True, "")
+    table = Table("model", "plugin", "distribution", "version", "description")
+    for r in rows:
+        table.add_row(r["id"], r["plugin"], r["distribution"], r["version"], r["description"])
+    out.print(table)
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("bbarc-demo"), help="where to write the demo files"),
+    model: str = typer.Option("mnist-vae", "--model", "-m"),
+):
+    """Compress the bundled MNIST sample (1,000 test images), check the round trip, and report the rate."""
+    sample = str(files("archiver") / "samples" / SAMPLE)
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = workdir / f"sample-{model}.bbarc"
+    compress(sample, target, None, model, 1000, None, False, False)
+    with api.open(target) as a:
+        a.extract(str(workdir / "sample-decoded.npy"))
+        from formats.inputs import open_source
+
+        with open_source(sample) as src:
+            same = np.array_equal(src.read(0, len(src)), np.load(workdir / "sample-decoded.npy"))
+    out.print(f"round trip {'identical' if same else 'DIFFERENT'}; try: bbarc info {target}")
+    if not same:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except BbarcError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except (typer.BadParameter, Exception) as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The BB-ANS paper's MNIST VAEs (8-bit and binarised), coded with integer-exact inference.
+
+Architecture (``plugins.training.vae``): MLP encoder 784-512-512-(2x50), logistic posterior over 50 latents,
+standard logistic prior discretised into 2**12 equal-mass bins, MLP decoder 50-512-512-784x(params). The 8-bit
+likelihood is a 2-component discretised logistic mixture per pixel; the binary one a Bernoulli per pixel.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from importlib.resources import files
+
+import numpy as np
+
+from archiver import fixedpoint as fp
+from archiver.codecs import Grid, LogisticMixture
+from archiver.hookspecs import hookimpl
+from archiver.model import LatentLayer, Model
+from formats.errors import ModelError, UsageError
+from plugins.intnet import affine_floor, load_weights
+
+LATENT_BITS = 12
+
+
+class MnistVAE(Model):
+    item_shape = (28, 28)
+    item_dtype = "uint8"
+    obs_precision = 16
+    latent_precision = 20
+
+    def __init__(self, model_id: str, weights_file: str, binary: bool):
+        self.id = model_id
+        self.binary = binary
+        self.weights_file = weights_file
+        self.description = (
+            "binarised MNIST VAE (Bernoulli likelihood), items 28x28 uint8 in {0, 1}" if binary
+            else "8-bit MNIST VAE (discretised logistic mixture likelihood), items 28x28 uint8"
+        )
+
+    @cached_property
+    def _loaded(self):
+        path = files("plugins") / "weights" / self.weights_file
+        try:
+            return load_weights(path)
+        except FileNotFoundError:
+            raise ModelError(f"model {self.id!r}: weights file {path} is missing; reinstall bbarc") from None
+
+    @property
+    def latent_layers(self):
+        return (LatentLayer((self._loaded[0]["latent"],), LATENT_BITS),)
+
+    def weights_sha256(self) -> str:
+        return self._loaded[3]
+
+    def info(self) -> dict:
+        cfg = self._loaded[0]
+        return dict(super().info(), architecture=dict(hidden=cfg["hidden"], mixtures=cfg["mixtures"], kind=cfg["kind"]))
+
+    def check_items(self, items: np.ndarray) -> None:
+        super().check_items(items)
+        if self.binary and items.size and items.max() > 1:
+            raise UsageError(
+                f"model {self.id!r} codes binarised images (values 0 and 1), the input has values up to "
+                f"{items.max()}; binarise it or use --model mnist-vae"
+            )
+
+    def posterior(self, layer: int, below: np.ndarray) -> LogisticMixture:
+        _, nets, extra, _ = self._loaded
+        acc = nets["enc"](below.reshape(len(below), -1))
+        out = affine_floor(acc, extra["enc.out_mul"], extra["enc.out_add"])
+        n = out.shape[1] // 2
+        log_scale_min = int(np.floor(self._loaded[0]["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
+        return LogisticMixture(
+            Grid.latent(LATENT_BITS), out[:, :n].reshape(-1), np.maximum(out[:, n:], log_scale_min).reshape(-1),
+            1, self.latent_precision,
+        )
+
+    def conditional(self, layer: int, above: np.ndarray) -> LogisticMixture:
+        cfg, nets, extra, _ = self._loaded
+        z = fp.logistic_bin_centres(LATENT_BITS)[above]
+        out = affine_floor(nets["dec"](z), extra["dec.out_mul"], extra["dec.out_add"])
+        if self.binary:
+            return LogisticMixture(Grid.binary(), out.reshape(-1), 0, 1, self.obs_precision)
+        k = cfg["mixtures"]
+        out = out.reshape(-1, 3 * k)
+        log_scale_min = int(np.floor((cfg["log_scale_min"] + np.log(127.5)) * fp.LOG_SCALE_STEP))
+        return LogisticMixture(
+            Grid.levels(256), out[:, k : 2 * k], np.maximum(out[:, 2 * k :], log_scale_min),
+            fp.mixture_weights(out[:, :k]), self.obs_precision,
+        )
+
+
+@hookimpl
+def register_models(register):
+    register("mnist-vae", lambda: MnistVAE("mnist-vae", "mnist-vae.npz", binary=False))
+    register("mnist-vae-binary", lambda: MnistVAE("mnist-vae-binary", "mnist-vae-binary.npz", binary=True))

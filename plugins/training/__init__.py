@@ -1,0 +1,1 @@
+"""Training scripts for the built-in models (torch lives here and nowhere below ``plugins``)."""

@@ -1,0 +1,98 @@
+"""Quantise a trained float checkpoint into the integer weights file a plugin ships.
+
+    python -m plugins.training.export build/train/mnist-vae.pt plugins/weights/mnist-vae.npz
+
+Weights become 15-bit integers per output row, activations 16-bit integers with a scale calibrated on training
+images; see ``plugins.intnet`` for why this makes inference exact. The file stores, per output row of each
+network, the affine map that turns accumulators into the codec's fixed-point parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from archiver import fixedpoint as fp
+from plugins.intnet import ACT_MAX, WEIGHT_MAX, IntMLP, save_weights
+from plugins.training.train_vae import DEFAULT_DATA, load_idx_images
+from plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN, MLPVAE
+
+
+def quantise(seq: torch.nn.Sequential, calib: np.ndarray, in_scale: float, in_mul: np.ndarray, in_add: np.ndarray):
+    """Quantise Linear/ReLU layers for integer inputs ``calib`` worth ``in_scale`` each; the float network saw
+    ``in_mul * real + in_add``, which is folded into the first layer. Returns (IntMLP, real value of one output
+    accumulator unit per row)."""
+    linears = [m for m in seq if isinstance(m, torch.nn.Linear)]
+    ws, bs, rescale = [], [], []
+    a_real = calib.astype(np.float64) * in_scale  # real-valued inputs, to calibrate each layer's range
+    scale = in_scale
+    for i, lin in enumerate(linears):
+        w = lin.weight.detach().double().numpy()
+        b = lin.bias.detach().double().numpy()
+        if i == 0:  # fold the input normalisation into the first layer
+            b = b + w @ in_add
+            w = w * in_mul[None, :]
+        row = np.maximum(np.abs(w).max(axis=1), 1e-12) / WEIGHT_MAX
+        q = np.round(w / row[:, None])
+        acc_scale = scale * row  # real value of one accumulator unit, per row
+        ws.append(q)
+        bs.append(np.round(b / acc_scale))
+        out_real = a_real @ w.T + b
+        if i < len(linears) - 1:
+            out_real = np.maximum(out_real, 0)
+            next_scale = max(np.percentile(out_real.max(axis=1), 99.9) * 1.25, 1e-9) / ACT_MAX
+            rescale.append(acc_scale / next_scale)
+            scale = next_scale
+        a_real = out_real
+    return IntMLP(tuple(ws), tuple(bs), tuple(rescale)), acc_scale
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = ap.parse_args()
+    ckpt = torch.load(args.checkpoint, map_location="cpu")
+    cfg = ckpt["config"]
+    model = MLPVAE(**cfg)
+    model.load_state_dict(ckpt["state_dict"])
+    train = load_idx_images(args.data / "train-images-idx3-ubyte.gz")[:5000].astype(np.float64)
+    binary = cfg["kind"] == "binary"
+    if binary:
+        train = (np.random.RandomState(1).random_sample(train.shape) < train / 255.0).astype(np.float64)
+        in_mul, in_add = np.full(784, 2.0), np.full(784, -1.0)
+    else:
+        in_mul, in_add = np.full(784, 1 / 127.5), np.full(784, -1.0)
+    enc, enc_scale = quantise(model.encoder, train, 1.0, in_mul, in_add)
+
+    latent = cfg["latent"]
+    with torch.no_grad():
+        mu, log_s = model.posterior(torch.from_numpy(train).float())
+        z = (mu + torch.exp(log_s) * torch.from_numpy(np.random.RandomState(2).logistic(size=mu.shape)).float()).numpy()
+    one = float(1 << fp.POS_BITS)
+    dec, dec_scale = quantise(model.decoder, z * one, 1.0 / one, np.ones(latent), np.zeros(latent))
+
+    # Accumulator -> codec integers: posterior means in 2**-16 units, log-scales in 1/32 nat.
+    enc_mul = enc_scale * np.concatenate([np.full(latent, one), np.full(latent, fp.LOG_SCALE_STEP)])
+    extra = {"enc.out_mul": enc_mul, "enc.out_add": np.zeros(2 * latent)}
+    if binary:
+        extra.update({"dec.out_mul": dec_scale * one, "dec.out_add": np.zeros(784)})
+    else:
+        k = cfg["mixtures"]
+        kinds = np.tile(np.repeat(np.arange(3), k), 784)  # rows: per pixel, k logits, k means, k log-scales
+        mul = np.choose(kinds, [fp.WEIGHT_LOGIT_STEP, 127.5 * one, fp.LOG_SCALE_STEP]) * dec_scale
+        add = np.choose(kinds, [0.0, 127.5 * one, fp.LOG_SCALE_STEP * math.log(127.5)])
+        extra.update({"dec.out_mul": mul.astype(np.float64), "dec.out_add": add.astype(np.float64)})
+    config = dict(cfg, test_bpd_float=ckpt["test_bpd"], epoch=ckpt["epoch"],
+                  log_scale_min=LOG_SCALE_MIN, latent_log_scale_min=LATENT_LOG_SCALE_MIN)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(args.out, {"enc": enc, "dec": dec}, extra, config)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()

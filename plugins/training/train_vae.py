@@ -1,0 +1,97 @@
+"""Train a built-in MLP VAE on MNIST (2 CPU cores are enough; a GPU is used when present).
+
+    python -m plugins.training.train_vae --kind 8bit --out build/train/mnist-vae.pt
+    python -m plugins.training.train_vae --kind binary --out build/train/mnist-vae-binary.pt
+
+Writes a float checkpoint after every epoch (best test -ELBO kept); ``plugins.training.export`` turns it into the
+integer weights file shipped with the plugin.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plugins.training.vae import MLPVAE
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+
+
+def load_idx_images(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows * cols)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kind", choices=["8bit", "binary"], required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--minutes", type=float, default=60.0, help="stop after this much wall time")
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--hidden", type=int, default=512)
+    ap.add_argument("--latent", type=int, default=50)
+    ap.add_argument("--mixtures", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    train = torch.from_numpy(load_idx_images(args.data / "train-images-idx3-ubyte.gz").astype(np.float32)).to(device)
+    test_u8 = load_idx_images(args.data / "t10k-images-idx3-ubyte.gz")
+    if args.kind == "binary":
+        # The fixed evaluation binarisation used by the product's acceptance test; training binarises afresh each epoch.
+        test_np = (np.random.RandomState(0).random_sample(test_u8.shape) < test_u8 / 255.0).astype(np.float32)
+    else:
+        test_np = test_u8.astype(np.float32)
+    test = torch.from_numpy(test_np).to(device)
+
+    model = MLPVAE(args.kind, latent=args.latent, hidden=args.hidden, mixtures=args.mixtures).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs, eta_min=args.lr * 0.05)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    start, best = time.time(), math.inf
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(train), device=device)
+        total = 0.0
+        for i in range(0, len(train), args.batch):
+            x = train[perm[i : i + args.batch]]
+            if args.kind == "binary":
+                x = (torch.rand_like(x) < x / 255.0).float()
+            loss = model.neg_elbo_bits(x).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(x)
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            test_bits = sum(model.neg_elbo_bits(test[i : i + 1000]).sum().item() for i in range(0, len(test), 1000))
+        test_bpd = test_bits / test.numel()
+        elapsed = time.time() - start
+        print(json.dumps(dict(epoch=epoch, train_bpd=round(total / train.numel(), 4), test_bpd=round(test_bpd, 4),
+                              minutes=round(elapsed / 60, 2))), flush=True)
+        if test_bpd < best:
+            best = test_bpd
+            torch.save(dict(config=model.config(), state_dict=model.state_dict(), test_bpd=test_bpd, epoch=epoch,
+                            args={k: str(v) for k, v in vars(args).items()}), args.out)
+        if elapsed > args.minutes * 60:
+            print(json.dumps(dict(stopped="time limit", epoch=epoch)), flush=True)
+            break
+
+
+if __name__ == "__main__":
+    main()
