@@ -84,7 +84,7 @@ def encode_chunk(model: Model, items: np.ndarray, chunk: int = 0, side: dict[str
     """Code ``items`` (N, *shape) as one chain; returns the chunk payload."""
     side = side or {}
     n = len(items)
-    n_header = n if model.header_only else min(1, n)
+    n_header = n if model.header_only else 0
     # x is known when encoding, so q(z1|x) for the whole chunk comes from one batched network call.
     q1 = model.posterior(1, items) if n_header < n else None
     per_item = model.latent_layers[0].size if q1 is not None else 0

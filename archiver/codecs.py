@@ -178,4 +178,6 @@ class Bytes:
     def pop(stack: AnsStack) -> bytes:
         hi, lo = Uniform(2, 16).pop(stack)
         n = (int(hi) << 16) | int(lo)
+        if 8 * n > stack.info_bits + 1:
+            raise CodingError(f"a {n}-byte string cannot sit on a stack holding {stack.info_bits:.0f} bits")
         return Uniform(n, 8).pop(stack).astype(np.uint8).tobytes()

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from archiver import fixedpoint as fp
+from archiver.ans import AnsStack
+from archiver.codecs import Bytes, Categorical, Grid, LogisticMixture, Uniform
+from formats.errors import CodingError, CorruptArchiveError
+
+
+def seeded(n_bytes=256, seed=0) -> AnsStack:
+    stack = AnsStack()
+    Bytes.push(stack, np.random.default_rng(seed).bytes(n_bytes))
+    return stack
+
+
+def random_mixture(rng, n, k=3, grid=Grid.levels(256), prec=16):
+    mean = rng.integers(-40 << 16, 300 << 16, (n, k))
+    log_scale = rng.integers(fp.LOG_SCALE_MIN - 10, 150, (n, k))
+    weights = fp.mixture_weights(rng.integers(-100, 100, (n, k)))
+    return LogisticMixture(grid, mean, log_scale, weights, prec)
+
+
+def test_uniform_round_trip_and_serialisation():
+    rng = np.random.default_rng(1)
+    stack = AnsStack()
+    data = [rng.integers(0, 1 << b, 100) for b in (1, 5, 12, 31)]
+    for b, d in zip((1, 5, 12, 31), data):
+        Uniform(100, b).push(stack, d)
+    restored = AnsStack.from_bytes(stack.to_bytes())
+    for b, d in reversed(list(zip((1, 5, 12, 31), data))):
+        assert np.array_equal(Uniform(100, b).pop(restored), d)
+    assert restored.is_empty
+
+
+def test_mixture_round_trip_is_exact_and_costs_what_the_frequencies_say():
+    rng = np.random.default_rng(2)
+    codec = random_mixture(rng, 3000)
+    cdf = codec.cdf_table()
+    assert (np.diff(cdf, axis=1) >= 1).all() and (cdf[:, -1] == 1 << 16).all()
+    symbols = np.array([rng.choice(256, p=np.diff(row) / 65536) for row in cdf])
+    stack = AnsStack()
+    codec.push(stack, symbols)
+    ideal = -np.log2(np.diff(cdf, axis=1)[np.arange(len(symbols)), symbols] / 65536).sum()
+    assert abs(stack.info_bits - ideal) < 1.0
+    assert len(stack.to_bytes()) * 8 < ideal + 64 + 32
+    assert np.array_equal(codec.pop(AnsStack.from_bytes(stack.to_bytes())), symbols)
+
+
+def test_pop_then_push_restores_the_stack_bits_back():
+    rng = np.random.default_rng(3)
+    stack = seeded(512)
+    before = stack.to_bytes()
+    q = LogisticMixture(Grid.latent(12), rng.integers(-3 << 16, 3 << 16, 50), -100, 1, 20)
+    z = q.pop(stack)
+    q.push(stack, z)
+    assert stack.to_bytes() == before
+
+
+def test_categorical_tables():
+    rng = np.random.default_rng(4)
+    freqs = rng.integers(1, 50, (200, 10))
+    cdf = np.zeros((200, 11), np.int64)
+    cdf[:, 1:] = np.cumsum(freqs, axis=1)
+    cdf[:, -1] = 1 << 12  # make the last symbol take the rest
+    codec = Categorical(cdf, 12)
+    symbols = rng.integers(0, 10, 200)
+    stack = seeded()
+    codec.push(stack, symbols)
+    assert np.array_equal(codec.pop(stack), symbols)
+    with pytest.raises(CodingError, match="rise strictly"):
+        Categorical(np.zeros((2, 3), np.int64), 12)
+
+
+def test_popping_an_empty_stack_raises_instead_of_inventing_bits():
+    with pytest.raises(CodingError, match="ran out of bits"):
+        Uniform(1, 8).pop(AnsStack())
+    stack = seeded(4)  # 32 bits is not enough for 20 latents
+    q = LogisticMixture(Grid.latent(12), np.zeros(20, np.int64), 0, 1, 20)
+    with pytest.raises(CodingError):
+        q.pop(stack)
+
+
+def test_invalid_symbols_and_parameters_are_rejected():
+    stack = AnsStack()
+    with pytest.raises(CodingError, match=r"\[0, 256\)"):
+        random_mixture(np.random.default_rng(0), 2).push(stack, [0, 256])
+    with pytest.raises(CodingError, match="weights"):
+        LogisticMixture(Grid.levels(256), [[0]], [[0]], [[0]], 16)
+    with pytest.raises(CodingError, match="precision"):
+        LogisticMixture(Grid.levels(256), [[0]], [[0]], [[1]], 30)
+    with pytest.raises(CorruptArchiveError):
+        AnsStack.from_bytes(b"\x00" * 8)
+
+
+def test_bernoulli_as_logistic_matches_sigmoid():
+    logits = np.array([-5.0, -1.0, 0.0, 2.0, 7.0])
+    codec = LogisticMixture(Grid.binary(), np.round(logits * 65536).astype(np.int64), 0, 1, 16)
+    p0 = codec.cdf_table()[:, 1] / 65536
+    assert np.allclose(p0, 1 / (1 + np.exp(logits)), atol=2e-4)

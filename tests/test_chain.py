@@ -1,0 +1,42 @@
+import struct
+
+import numpy as np
+import pytest
+
+from archiver.chain import decode_chunk, encode_chunk
+from archiver.plugins import get_model
+from formats.errors import CorruptArchiveError
+
+
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "zstd"])
+def test_chunk_round_trip(model_id, mnist, mnist_binary):
+    items = (mnist_binary if model_id.endswith("binary") else mnist)[:12]
+    model = get_model(model_id)
+    payload = encode_chunk(model, items, side={"labels": np.arange(12, dtype=np.int16)})
+    out, side = decode_chunk(model, payload, 12, (28, 28), np.dtype(np.uint8))
+    assert np.array_equal(out, items)
+    assert side["labels"].tolist() == list(range(12))
+
+
+def test_the_header_seeds_the_chain_and_items_move_into_it_only_when_needed(mnist):
+    model = get_model("mnist-vae")
+    payload = encode_chunk(model, mnist[:5])
+    (n_header,) = struct.unpack_from("<I", payload)
+    assert n_header <= 1  # the compressed header alone (plus at most one item) pays for the first pops
+    out, _ = decode_chunk(model, payload, 5, (28, 28), np.dtype(np.uint8))
+    assert np.array_equal(out, mnist[:5])
+
+
+def test_bits_back_rate_is_close_to_the_model_rate(mnist):
+    model = get_model("mnist-vae")
+    payload = encode_chunk(model, mnist[:100])
+    bpd = 8 * len(payload) / mnist[:100].size
+    assert bpd < 1.6  # the model's -ELBO on these images is about 1.35-1.45 bits/dim
+
+
+def test_damaged_payload_is_reported_not_decoded_into_garbage(mnist):
+    model = get_model("mnist-vae")
+    payload = bytearray(encode_chunk(model, mnist[:6]))
+    payload[len(payload) // 2] ^= 0x40
+    with pytest.raises(CorruptArchiveError, match="chunk 7"):
+        decode_chunk(model, bytes(payload), 6, (28, 28), np.dtype(np.uint8), chunk=7)

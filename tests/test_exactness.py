@@ -1,0 +1,66 @@
+"""Decoding must rebuild exactly the encoder's integers whatever the batching and thread count."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import archiver
+from archiver.conformance import check_batch_invariance
+from archiver.plugins import get_model
+
+SCRIPT = r"""
+import hashlib, json, sys
+import numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+from archiver.chain import encode_chunk
+from archiver.plugins import get_model
+items = np.load(sys.argv[2])
+out = {}
+for model_id in ("mnist-vae", "mnist-vae-binary"):
+    m = get_model(model_id)
+    data = items if model_id == "mnist-vae" else (items > 127).astype(np.uint8)
+    q = m.posterior(1, data)
+    p = m.conditional(1, (np.arange(50)[None] * (1 + np.arange(len(data))[:, None])) % 4096)
+    h = hashlib.sha256()
+    for a in (q.mean, q.log_scale, p.mean, p.log_scale, p.weights):
+        h.update(a.tobytes())
+    h.update(encode_chunk(m, data))
+    out[model_id] = h.hexdigest()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary"])
+def test_model_integers_do_not_depend_on_the_batch(model_id, mnist, mnist_binary):
+    items = (mnist_binary if model_id.endswith("binary") else mnist)[:7]
+    check_batch_invariance(get_model(model_id), items)
+
+
+def test_same_bytes_with_one_or_two_threads(tmp_path, mnist):
+    np.save(tmp_path / "items.npy", mnist[:8])
+    digests = []
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                   NUMBA_NUM_THREADS=threads)
+        run = subprocess.run([sys.executable, "-c", SCRIPT, threads, str(tmp_path / "items.npy")], env=env,
+                             capture_output=True, text=True, check=True)
+        digests.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert digests[0] == digests[1]
+
+
+def test_one_chunk_alone_decodes_like_all_chunks_together(tmp_path, mnist):
+    path = tmp_path / "a.bbarc"
+    archiver.compress(mnist[:30], path, model="mnist-vae", chunk_size=10)
+    with archiver.open(path) as a:
+        together = a[:]
+    with archiver.open(path) as b:
+        alone = b.chunk(2)
+        single = b[25]
+    assert np.array_equal(together, mnist[:30])
+    assert np.array_equal(alone, together[20:30]) and np.array_equal(single, mnist[25])
+    digest = hashlib.sha256(together.tobytes()).hexdigest()
+    assert digest == hashlib.sha256(mnist[:30].tobytes()).hexdigest()
