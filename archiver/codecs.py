@@ -64,6 +64,12 @@ class Categorical:
             raise CodingError("cdf rows must rise strictly from 0 to 2**prec: every symbol needs frequency >= 1")
         object.__setattr__(self, "cdf", cdf)
 
+    def __len__(self) -> int:
+        return len(self.cdf)
+
+    def take(self, rows: slice) -> "Categorical":
+        return Categorical(self.cdf[rows], self.prec)
+
     def push(self, stack: AnsStack, symbols) -> None:
         arr = _symbols(symbols, len(self.cdf), self.cdf.shape[1] - 1)
         stack.run_push(kernels.push_table, len(arr), arr, self.cdf, self.prec)

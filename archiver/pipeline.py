@@ -34,9 +34,9 @@ def bbarc_version() -> str:
 
 def raw_hash(items: np.ndarray) -> str:
     """Hash of the decoded content of a chunk: dtype, shape and bytes."""
-    h = hashlib.sha256(f"{items.dtype.str}{items.shape}".encode())
+    h = hashlib.blake2b(f"{items.dtype.str}{items.shape}".encode(), digest_size=16)
     h.update(np.ascontiguousarray(items).tobytes())
-    return "sha256:" + h.hexdigest()
+    return "blake2b128:" + h.hexdigest()
 
 
 def codec_parameters() -> dict:

@@ -113,7 +113,7 @@ class ArchiveWriter:
         if not isinstance(final, dict):
             raise UsageError(f"final metadata must be a dict or None, got {type(final).__name__}")
         index = {"chunks": [layout.entry_to_json(e) for e in self._entries], "final": final}
-        index_json = layout.encode_json(index, "final metadata")
+        index_json = layout.pack_index(index)
         self._guarded(self._finish, index_json)
 
     def abort(self) -> None:
@@ -236,7 +236,7 @@ class ArchiveReader:
         if layout.crc32(payload) != header.payload_crc:
             raise self._corrupt(f"chunk {i} payload is damaged (crc32 mismatch)", chunk=i)
         if entry.checksum is not None and not hmac.compare_digest(layout.payload_checksum(payload), entry.checksum):
-            raise self._corrupt(f"chunk {i} payload is damaged (sha256 mismatch)", chunk=i)
+            raise self._corrupt(f"chunk {i} payload is damaged (checksum mismatch)", chunk=i)
         return payload
 
     def chunk_for_item(self, item: int) -> int:
@@ -352,7 +352,7 @@ class ArchiveReader:
         index_json = self._pread(index_len, index_offset)
         if layout.crc32(index_json) != index_crc:
             raise CorruptArchiveError("chunk index is damaged (crc32 mismatch)")
-        index = layout.decode_json_object(index_json, "chunk index")
+        index = layout.unpack_index(index_json)
         return layout.parse_index(index, header_end, index_offset)
 
     def _scan_records(self, size: int, header_end: int) -> list[ChunkEntry]:

@@ -12,6 +12,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import zstandard
+
 from .errors import CorruptArchiveError, UsageError
 
 # "\x89" catches 7-bit transports; "\r\n" changes length under either CRLF<->LF text-mode conversion.
@@ -26,7 +28,7 @@ RECORD_BODY = struct.Struct("<4sIQQQI")  # tag, chunk, first_item, item_count, l
 RECORD_HEADER_SIZE = RECORD_BODY.size + CRC.size  # + crc32 of the 36 bytes before it
 TRAILER = struct.Struct("<QQII8s")  # index offset, index length, index crc32, version, end magic
 RECORD_TAG = b"CHNK"
-CHECKSUM_PREFIX = "sha256:"
+CHECKSUM_PREFIX = "blake2b128:"
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,20 @@ def crc32(data: bytes | memoryview) -> int:
 
 
 def payload_checksum(data: bytes | memoryview) -> str:
-    return CHECKSUM_PREFIX + hashlib.sha256(data).hexdigest()
+    return CHECKSUM_PREFIX + hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def pack_index(index: dict) -> bytes:
+    """The index is zstd-compressed JSON: per-chunk keys repeat, so this keeps small chunks cheap."""
+    return zstandard.ZstdCompressor(level=19).compress(encode_json(index, "chunk index"))
+
+
+def unpack_index(data: bytes) -> dict:
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+    except zstandard.ZstdError as exc:
+        raise CorruptArchiveError(f"the chunk index does not decompress ({exc})") from None
+    return decode_json_object(raw, "chunk index")
 
 
 def encode_json(value: Any, what: str) -> bytes:

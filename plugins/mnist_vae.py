@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 
@@ -24,13 +25,14 @@ LATENT_BITS = 12
 class MnistVAE(Model):
     item_shape = (28, 28)
     item_dtype = "uint8"
-    obs_precision = 16
+    obs_precision = 20
     latent_precision = 20
 
-    def __init__(self, model_id: str, weights_file: str, binary: bool):
+    def __init__(self, model_id: str, weights: str | Path, binary: bool):
+        """``weights``: a file name shipped in ``plugins/weights`` or a path (e.g. a freshly exported file)."""
         self.id = model_id
         self.binary = binary
-        self.weights_file = weights_file
+        self.weights = weights
         self.description = (
             "binarised MNIST VAE (Bernoulli likelihood), items 28x28 uint8 in {0, 1}" if binary
             else "8-bit MNIST VAE (discretised logistic mixture likelihood), items 28x28 uint8"
@@ -38,7 +40,7 @@ class MnistVAE(Model):
 
     @cached_property
     def _loaded(self):
-        path = files("plugins") / "weights" / self.weights_file
+        path = self.weights if isinstance(self.weights, Path) else files("plugins") / "weights" / self.weights
         try:
             return load_weights(path)
         except FileNotFoundError:

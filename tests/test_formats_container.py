@@ -55,7 +55,7 @@ def test_round_trip(tmp_path):
             assert isinstance(entry, ChunkEntry)
             assert (entry.index, entry.first_item, entry.item_count, entry.length) == (i, 3 * i, 3, len(p))
             assert entry.raw_hash == f"raw{i}" and entry.extra == {"i": i}
-            assert entry.checksum.startswith("sha256:")
+            assert entry.checksum.startswith("blake2b128:")
             assert r.read_chunk(i) == p
         assert [r.chunk_for_item(k) for k in range(15)] == [k // 3 for k in range(15)]
         assert r.verify() == [(i, None) for i in range(5)]

@@ -55,12 +55,13 @@ def main() -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--calibration", type=int, default=5000, help="training images used to calibrate ranges")
     args = ap.parse_args()
     ckpt = torch.load(args.checkpoint, map_location="cpu")
     cfg = ckpt["config"]
     model = MLPVAE(**cfg)
     model.load_state_dict(ckpt["state_dict"])
-    train = load_idx_images(args.data / "train-images-idx3-ubyte.gz")[:5000].astype(np.float64)
+    train = load_idx_images(args.data / "train-images-idx3-ubyte.gz")[: args.calibration].astype(np.float64)
     binary = cfg["kind"] == "binary"
     if binary:
         train = (np.random.RandomState(1).random_sample(train.shape) < train / 255.0).astype(np.float64)

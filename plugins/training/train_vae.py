@@ -44,13 +44,15 @@ def main() -> None:
     ap.add_argument("--mixtures", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N train/test images (smoke tests)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train = torch.from_numpy(load_idx_images(args.data / "train-images-idx3-ubyte.gz").astype(np.float32)).to(device)
-    test_u8 = load_idx_images(args.data / "t10k-images-idx3-ubyte.gz")
+    train_u8 = load_idx_images(args.data / "train-images-idx3-ubyte.gz")[: args.limit]
+    train = torch.from_numpy(train_u8.astype(np.float32)).to(device)
+    test_u8 = load_idx_images(args.data / "t10k-images-idx3-ubyte.gz")[: args.limit]
     if args.kind == "binary":
         # The fixed evaluation binarisation used by the product's acceptance test; training binarises afresh each epoch.
         test_np = (np.random.RandomState(0).random_sample(test_u8.shape) < test_u8 / 255.0).astype(np.float32)

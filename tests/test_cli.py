@@ -1,0 +1,106 @@
+"""The CLI end to end, through a real subprocess (exit codes included)."""
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import SAMPLE
+
+
+def bbarc(*args, check=True):
+    run = subprocess.run([sys.executable, "-m", "archiver.cli", *map(str, args)], capture_output=True, text=True)
+    if check and run.returncode != 0:
+        raise AssertionError(f"bbarc {args} exited {run.returncode}: {run.stderr}")
+    return run
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, mnist):
+    tmp = tmp_path_factory.mktemp("cli")
+    np.save(tmp / "in.npy", mnist[:40])
+    out = bbarc("compress", tmp / "in.npy", tmp / "a.bbarc", "--chunk-size", 15, "--json", "-q")
+    return tmp, json.loads(out.stdout)
+
+
+def test_compress_reports_json(archive):
+    _, result = archive
+    assert result["items"] == 40 and result["chunks"] == 3 and 0.5 < result["bits_per_dim"] < 2.5
+
+
+def test_decompress_get_info_verify(archive, mnist):
+    tmp, _ = archive
+    bbarc("decompress", tmp / "a.bbarc", tmp / "out.npy", "-q")
+    assert np.array_equal(np.load(tmp / "out.npy"), mnist[:40])
+    bbarc("get", tmp / "a.bbarc", 17, "-o", tmp / "one.npy")
+    assert np.array_equal(np.load(tmp / "one.npy"), mnist[17])
+    bbarc("get", tmp / "a.bbarc", "10:31", "-o", tmp / "range.npy")
+    assert np.array_equal(np.load(tmp / "range.npy"), mnist[10:31])
+    info = json.loads(bbarc("info", tmp / "a.bbarc", "--json").stdout)
+    meta = info["metadata"]
+    assert meta["model"]["id"] == "mnist-vae" and len(meta["model"]["weights_sha256"]) == 64
+    assert meta["item_count"] == 40 and [c["items"] for c in info["chunks"]] == [15, 15, 10]
+    assert meta["codec"]["scheme"] == "logistic-v1" and meta["model"]["obs_precision"] == 20
+    assert json.loads(bbarc("verify", tmp / "a.bbarc", "--deep", "--json", "-q").stdout)["ok"]
+
+
+def test_hdf5_in_and_out_with_dataset_key(tmp_path, mnist_binary):
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f.create_dataset("grp/images", data=mnist_binary[:20])
+        f.create_dataset("other", data=np.zeros(3))
+    bbarc("compress", f"{tmp_path / 'd.h5'}:/grp/images", tmp_path / "b.bbarc", "-m", "mnist-vae-binary", "-q")
+    bbarc("decompress", tmp_path / "b.bbarc", f"{tmp_path / 'o.h5'}:/x", "-q")
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["x"].dtype == np.uint8 and np.array_equal(f["x"][:], mnist_binary[:20])
+    missing = bbarc("compress", tmp_path / "d.h5", tmp_path / "c.bbarc", "--dataset", "/nope", check=False)
+    assert missing.returncode == 2 and "grp/images" in missing.stderr
+    assert not (tmp_path / "c.bbarc").exists()
+
+
+def test_idx_input_with_labels_and_zstd_for_any_dtype(tmp_path):
+    bbarc("compress", SAMPLE, tmp_path / "s.bbarc", "-m", "zstd", "-c", 300, "-q")
+    floats = np.random.default_rng(0).normal(size=(50, 3, 5)).astype(">f8")
+    np.save(tmp_path / "f.npy", floats)
+    bbarc("compress", tmp_path / "f.npy", tmp_path / "f.bbarc", "-m", "zstd", "-c", 7, "-q")
+    bbarc("decompress", tmp_path / "f.bbarc", tmp_path / "f_out.npy", "-q")
+    out = np.load(tmp_path / "f_out.npy")
+    assert out.shape == (50, 3, 5) and np.array_equal(out, floats)
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["compress", "{tmp}/missing.npy", "{tmp}/x.bbarc"], 2, "missing.npy"),
+        (["compress", "{tmp}/f32.npy", "{tmp}/x.bbarc"], 2, "uint8"),
+        (["compress", "{tmp}/shape.npy", "{tmp}/x.bbarc"], 2, "shape"),
+        (["compress", "{tmp}/empty.npy", "{tmp}/x.bbarc"], 2, "item"),
+        (["compress", "{tmp}/u8.npy", "{tmp}/x.bbarc", "-m", "mnist-vae-binary"], 2, "binar"),
+        (["compress", "{tmp}/u8.npy", "{tmp}/x.bbarc", "-m", "no-such-model"], 4, "no-such-model"),
+        (["compress", "{tmp}/u8.npy", "{tmp}/x.bbarc", "--chunk-size", "0"], 2, "chunk"),
+        (["info", "{tmp}/u8.npy"], 3, "not a bbarc"),
+        (["get", "{tmp}/ok.bbarc", "99", "-o", "{tmp}/o.npy"], 2, "out of range"),
+        (["get", "{tmp}/ok.bbarc", "x", "-o", "{tmp}/o.npy"], 2, "selector"),
+        (["compress"], 2, "Missing argument"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_distinct_exit_code(tmp_path, mnist, args, code, message):
+    np.save(tmp_path / "f32.npy", mnist[:3].astype(np.float32))
+    np.save(tmp_path / "shape.npy", mnist[:3, :20])
+    np.save(tmp_path / "empty.npy", mnist[:0])
+    np.save(tmp_path / "u8.npy", mnist[:3])
+    bbarc("compress", tmp_path / "u8.npy", tmp_path / "ok.bbarc", "-m", "zstd", "-q")
+    run = bbarc(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert run.returncode == code, run.stderr
+    assert message.lower() in run.stderr.lower()
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "x.bbarc").exists()
+
+
+def test_models_lists_builtins_with_distribution_and_hooks():
+    data = json.loads(bbarc("models", "--json").stdout)
+    ids = {m["id"]: m for m in data["models"]}
+    assert {"mnist-vae", "mnist-vae-binary", "zstd"} <= set(ids)
+    assert ids["mnist-vae"]["distribution"] == "bbarc" and ids["mnist-vae"]["hooks"] == ["register_models"]
+    assert all(p["hooks"] == ["register_models"] for p in data["plugins"])
