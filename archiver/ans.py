@@ -36,7 +36,12 @@ class AnsStack:
 
     def run_push(self, kernel, n: int, *args) -> None:
         self.reserve(n)  # each pushed symbol emits at most one word
-        kernel(self._state, self._buf, *args)
+        failed = kernel(self._state, self._buf, *args)
+        if failed >= 0:
+            raise CodingError(
+                f"symbol {failed} of {n} has probability 0 under its codec and cannot be coded (a model that "
+                "returns a floor-less codec for data it has not seen, or damaged data)"
+            )
 
     def run_pop(self, kernel, out: np.ndarray, *args) -> np.ndarray:
         failed = kernel(self._state, self._buf, out, *args)

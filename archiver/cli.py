@@ -160,17 +160,18 @@ def demo(
     model: str = typer.Option("mnist-vae", "--model", "-m"),
 ):
     """Compress the bundled MNIST sample (1,000 test images), check the round trip, and report the rate."""
+    from formats.inputs import open_source
+
     sample = str(files("archiver") / "samples" / SAMPLE)
     workdir.mkdir(parents=True, exist_ok=True)
-    target = workdir / f"sample-{model}.bbarc"
-    compress(sample, target, None, model, 1000, None, False, False)
-    with api.open(target) as a:
-        a.extract(str(workdir / "sample-decoded.npy"))
-        from formats.inputs import open_source
-
-        with open_source(sample) as src:
-            same = np.array_equal(src.read(0, len(src)), np.load(workdir / "sample-decoded.npy"))
-    out.print(f"round trip {'identical' if same else 'DIFFERENT'}; try: bbarc info {target}")
+    target, decoded = workdir / f"sample-{model}.bbarc", workdir / "sample-decoded.npy"
+    with progress_bar("compressing", 1000, False) as tick:
+        result = pipeline.compress(sample, target, model=model, chunk_size=1000, progress=tick)
+    api.decompress(target, str(decoded))
+    with open_source(sample) as src:
+        same = np.array_equal(src.read(0, len(src)), np.load(decoded))
+    out.print(f"{target}: {result.items} MNIST images, {result.archive_bytes} bytes = {result.bits_per_dim:.4f} "
+              f"bits/dim in {result.seconds:.1f} s; round trip {'identical' if same else 'DIFFERENT'}")
     if not same:
         raise typer.Exit(1)
 

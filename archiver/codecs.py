@@ -119,6 +119,8 @@ class LogisticMixture:
     mean: int (n, K), fixed point with ``fp.POS_BITS`` fractional bits, in the grid's units.
     log_scale: int (n, K), natural log of the scale in units of 1/32 (clipped to the exact table's range).
     weights: int (n, K) in [0, 2**12], not all zero (see ``fp.mixture_weights`` for an exact softmax).
+    floor: every symbol gets frequency >= 1 (needed to *push* data). A posterior only ever pushes back what it
+        popped, so it can go without (``floor=False``): no mass is spread over implausible bins.
     """
 
     grid: Grid
@@ -126,6 +128,7 @@ class LogisticMixture:
     log_scale: np.ndarray
     weights: np.ndarray
     prec: int
+    floor: bool = True
 
     def __post_init__(self):
         mean = np.ascontiguousarray(self.mean, dtype=np.int64)
@@ -151,7 +154,7 @@ class LogisticMixture:
         return len(self.mean)
 
     def _args(self):
-        return self.grid.edges, self.mean, self._inv, self.weights, fp.sigmoid_table(), self.prec
+        return self.grid.edges, self.mean, self._inv, self.weights, fp.sigmoid_table(), self.prec, self.floor
 
     def push(self, stack: AnsStack, symbols) -> None:
         arr = _symbols(symbols, len(self), self.grid.symbols)
@@ -162,12 +165,13 @@ class LogisticMixture:
 
     def take(self, rows: slice) -> "LogisticMixture":
         """The codec of a slice of the symbols (rows of a batched model output)."""
-        return LogisticMixture(self.grid, self.mean[rows], self.log_scale[rows], self.weights[rows], self.prec)
+        return LogisticMixture(self.grid, self.mean[rows], self.log_scale[rows], self.weights[rows], self.prec,
+                               self.floor)
 
     def cdf_table(self) -> np.ndarray:
         """The full integer CDF (n, S+1) this codec codes with (for tests and cost accounting)."""
         out = np.empty((len(self), self.grid.symbols + 1), dtype=np.int64)
-        kernels.mixture_cdf_rows(*self._args()[:-1], self.prec, out)
+        kernels.mixture_cdf_rows(*self._args(), out)
         return out
 
 

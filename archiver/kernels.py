@@ -115,8 +115,9 @@ def _sigmoid(t, table):
 
 
 @jit
-def _cdf(k, edges, mu, inv, w, wsum, table, prec):
-    """Integer CDF of symbol boundary k: every symbol keeps frequency >= 1 (the '+ k' term)."""
+def _cdf(k, edges, mu, inv, w, wsum, table, prec, floor):
+    """Integer CDF of symbol boundary k. With ``floor`` every symbol keeps frequency >= 1 (the '+ k' term);
+    without it, symbols in the far tails get frequency 0 and can be popped never and pushed never."""
     n_sym = len(edges) + 1
     if k <= 0:
         return np.int64(0)
@@ -137,21 +138,25 @@ def _cdf(k, edges, mu, inv, w, wsum, table, prec):
         else:
             s = _sigmoid((d * inv[m]) >> INV_SCALE_BITS, table)
         c += w[m] * s
-    return (c * ((np.int64(1) << np.int64(prec)) - n_sym)) // (wsum * top) + k
+    if floor:
+        return (c * ((np.int64(1) << np.int64(prec)) - n_sym)) // (wsum * top) + k
+    return (c << np.int64(prec)) // (wsum * top)
 
 
 @jit
-def push_mixture(state, buf, symbols, edges, mu, inv, w, table, prec):
+def push_mixture(state, buf, symbols, edges, mu, inv, w, table, prec, floor):
     for i in range(len(symbols) - 1, -1, -1):
         wsum = w[i].sum()
-        lo = _cdf(symbols[i], edges, mu[i], inv[i], w[i], wsum, table, prec)
-        hi = _cdf(symbols[i] + 1, edges, mu[i], inv[i], w[i], wsum, table, prec)
+        lo = _cdf(symbols[i], edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
+        hi = _cdf(symbols[i] + 1, edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
+        if hi == lo:
+            return i  # a symbol of probability 0 cannot be coded
         _push(state, buf, lo, hi - lo, prec)
     return -1
 
 
 @jit
-def pop_mixture(state, buf, out, edges, mu, inv, w, table, prec):
+def pop_mixture(state, buf, out, edges, mu, inv, w, table, prec, floor):
     mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
     n_sym = len(edges) + 1
     for i in range(len(out)):
@@ -161,7 +166,7 @@ def pop_mixture(state, buf, out, edges, mu, inv, w, table, prec):
         c_lo, c_hi = np.int64(0), np.int64(1) << np.int64(prec)
         while hi - lo > 1:
             mid = (lo + hi) >> 1
-            c = _cdf(mid, edges, mu[i], inv[i], w[i], wsum, table, prec)
+            c = _cdf(mid, edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
             if c <= cf:
                 lo, c_lo = mid, c
             else:
@@ -173,9 +178,9 @@ def pop_mixture(state, buf, out, edges, mu, inv, w, table, prec):
 
 
 @jit
-def mixture_cdf_rows(edges, mu, inv, w, table, prec, out):
+def mixture_cdf_rows(edges, mu, inv, w, table, prec, floor, out):
     """Full integer CDF tables (n, S+1); for tests and cost accounting, never on the coding path."""
     for i in range(mu.shape[0]):
         wsum = w[i].sum()
         for k in range(len(edges) + 2):
-            out[i, k] = _cdf(k, edges, mu[i], inv[i], w[i], wsum, table, prec)
+            out[i, k] = _cdf(k, edges, mu[i], inv[i], w[i], wsum, table, prec, floor)

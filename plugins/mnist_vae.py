@@ -73,7 +73,7 @@ class MnistVAE(Model):
         log_scale_min = int(np.floor(self._loaded[0]["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
         return LogisticMixture(
             Grid.latent(LATENT_BITS), out[:, :n].reshape(-1), np.maximum(out[:, n:], log_scale_min).reshape(-1),
-            1, self.latent_precision,
+            1, self.latent_precision, floor=False,
         )
 
     def conditional(self, layer: int, above: np.ndarray) -> LogisticMixture:

@@ -97,3 +97,19 @@ def test_bernoulli_as_logistic_matches_sigmoid():
     codec = LogisticMixture(Grid.binary(), np.round(logits * 65536).astype(np.int64), 0, 1, 16)
     p0 = codec.cdf_table()[:, 1] / 65536
     assert np.allclose(p0, 1 / (1 + np.exp(logits)), atol=2e-4)
+
+
+def test_floorless_posterior_round_trips_and_refuses_impossible_symbols():
+    rng = np.random.default_rng(5)
+    q = LogisticMixture(Grid.latent(12), rng.integers(-2 << 16, 2 << 16, 40), -150, 1, 20, floor=False)
+    cdf = q.cdf_table()
+    assert (np.diff(cdf, axis=1) == 0).any() and (cdf[:, -1] == 1 << 20).all()
+    stack = seeded(1024)
+    before = stack.to_bytes()
+    z = q.pop(stack)
+    assert (np.diff(cdf, axis=1)[np.arange(40), z] > 0).all()
+    q.push(stack, z)
+    assert stack.to_bytes() == before
+    impossible = np.where(np.diff(cdf[:1], axis=1)[0] == 0)[0][:1].repeat(40)
+    with pytest.raises(CodingError, match="probability 0"):
+        q.push(stack, impossible)
