@@ -33,6 +33,7 @@ class Archive:
     """
 
     def __init__(self, path, cache_chunks: int = 2, recover: bool = False):
+        self._args = (str(path), cache_chunks, recover)
         self.path = str(path)
         self._reader = ArchiveReader(path, recover=recover)
         meta = self._reader.metadata
@@ -171,7 +172,8 @@ class Archive:
 
     def extract(self, output, dataset: str | None = None, progress=None) -> None:
         """Decode everything into ``output`` (.npy, or HDF5 with ``file.h5:/key``); atomic like compression."""
-        with open_sink(output, self.shape, self.dtype, dataset=dataset) as sink:
+        stored = np.dtype(self.metadata.get("source_dtype", self.dtype))
+        with open_sink(output, self.shape, stored, dataset=dataset) as sink:
             for c, entry in enumerate(self._reader.chunks):
                 sink.write(entry.first_item, self.chunk(c))
                 if progress:
@@ -180,6 +182,12 @@ class Archive:
 
     def close(self) -> None:
         self._reader.close()
+
+    def __getstate__(self):
+        return self._args  # e.g. a DataLoader worker: reopen the file instead of copying state
+
+    def __setstate__(self, args) -> None:
+        self.__init__(*args)
 
     def __enter__(self) -> "Archive":
         return self

@@ -87,30 +87,27 @@ def mixture_weights(logits: np.ndarray) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=None)
-def logistic_bin_edges(bits: int) -> np.ndarray:
-    """Edges of the 2**bits bins of equal mass under the standard logistic: logit(k / 2**bits), k = 1 .. 2**bits - 1."""
-    n = 1 << bits
+def _fixed_logits(numerators: range, denominator: int) -> np.ndarray:
+    """logit(k / denominator) for each k, in fixed point, read-only int64."""
     scale = Decimal(1 << POS_BITS)
     with localcontext() as ctx:
         ctx.prec = 50
-        vals = [_round((Decimal(k) / (n - k)).ln() * scale) for k in range(1, n)]
-    edges = np.array(vals, dtype=np.int64)
-    edges.setflags(write=False)
-    return edges
+        vals = [_round((Decimal(k) / (denominator - k)).ln() * scale) for k in numerators]
+    out = np.array(vals, dtype=np.int64)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=None)
+def logistic_bin_edges(bits: int) -> np.ndarray:
+    """Edges of the 2**bits bins of equal mass under the standard logistic: logit(k / 2**bits), k = 1 .. 2**bits - 1."""
+    return _fixed_logits(range(1, 1 << bits), 1 << bits)
 
 
 @lru_cache(maxsize=None)
 def logistic_bin_centres(bits: int) -> np.ndarray:
     """The prior median of each bin, logit((k + 1/2) / 2**bits): the value a network sees for latent bin k."""
-    n = 2 << bits
-    scale = Decimal(1 << POS_BITS)
-    with localcontext() as ctx:
-        ctx.prec = 50
-        vals = [_round((Decimal(k) / (n - k)).ln() * scale) for k in range(1, n, 2)]
-    centres = np.array(vals, dtype=np.int64)
-    centres.setflags(write=False)
-    return centres
+    return _fixed_logits(range(1, 2 << bits, 2), 2 << bits)
 
 
 @lru_cache(maxsize=None)

@@ -90,6 +90,7 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dat
         metadata = dict(
             format=FORMAT_NAME, writer=f"bbarc {bbarc_version()}", source=src.description,
             item_shape=list(src.item_shape), item_dtype=np.dtype(src.dtype).str, item_count=n, chunk_size=chunk_size,
+            source_dtype=np.dtype(src.stored_dtype).str,  # byte order of the input, reproduced on decompression
             model=dict(id=m.id, plugin=entry.plugin, distribution=entry.distribution, version=entry.version,
                        weights_sha256=m.weights_sha256(), **m.info()),
             codec=codec_parameters(), side=["labels"] if side_src is not None else [],

@@ -64,3 +64,13 @@ def test_one_chunk_alone_decodes_like_all_chunks_together(tmp_path, mnist):
     assert np.array_equal(alone, together[20:30]) and np.array_equal(single, mnist[25])
     digest = hashlib.sha256(together.tobytes()).hexdigest()
     assert digest == hashlib.sha256(mnist[:30].tobytes()).hexdigest()
+
+
+def test_archive_pickles_for_data_loader_workers(tmp_path, mnist):
+    import pickle
+
+    archiver.compress(mnist[:12], tmp_path / "p.bbarc", model="mnist-vae", chunk_size=5)
+    with archiver.open(tmp_path / "p.bbarc") as a:
+        b = pickle.loads(pickle.dumps(a))
+        assert np.array_equal(b[11], mnist[11]) and len(b) == 12
+        b.close()

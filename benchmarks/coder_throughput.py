@@ -1,0 +1,71 @@
+"""Throughput of bbarc's rANS core (numba kernels) per CPU-second, next to constriction's AnsCoder if installed.
+
+    python benchmarks/coder_throughput.py [--symbols 2000000]
+
+bbarc's mixture codecs evaluate the integer CDF inside the coding loop (only the values the coder needs); the
+constriction rows build a 256-entry categorical table per symbol in numpy first, as a model would have to.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from archiver import fixedpoint as fp
+from archiver.ans import AnsStack
+from archiver.codecs import Bytes, Grid, LogisticMixture, Uniform
+
+
+def cpu(fn):
+    t = time.process_time()
+    out = fn()
+    return out, time.process_time() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--symbols", type=int, default=2_000_000)
+    n = ap.parse_args().symbols
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in (1, 2):
+        mean = rng.integers(0, 256 << 16, (n, k))
+        codec = LogisticMixture(Grid.levels(256), mean, rng.integers(-40, 100, (n, k)),
+                                fp.mixture_weights(rng.integers(-20, 20, (n, k))), 20)
+        symbols = np.clip((mean[:, 0] >> 16) + rng.integers(-3, 4, n), 0, 255)
+        codec.take(slice(0, 1000)).push(AnsStack(), symbols[:1000])  # compile
+        stack = AnsStack()
+        _, t_push = cpu(lambda: codec.push(stack, symbols))
+        out, t_pop = cpu(lambda: codec.pop(AnsStack.from_bytes(stack.to_bytes())))
+        assert np.array_equal(out, symbols)
+        rows.append((f"bbarc logistic mixture K={k}, 256 symbols", n / t_push, n / t_pop))
+    u = Uniform(n, 12)
+    symbols = rng.integers(0, 4096, n)
+    stack = AnsStack()
+    Bytes.push(stack, b"x")
+    _, t_push = cpu(lambda: u.push(stack, symbols))
+    _, t_pop = cpu(lambda: u.pop(stack))
+    rows.append(("bbarc uniform 12 bits", n / t_push, n / t_pop))
+    try:
+        import constriction
+
+        m = min(n, 200_000)
+        probs = rng.dirichlet(np.ones(256), size=m).astype(np.float32)
+        symbols = np.array([rng.choice(256, p=p / p.sum()) for p in probs[:1000]] * (m // 1000), dtype=np.int32)
+        model = constriction.stream.model.Categorical(perfect=False)
+        coder = constriction.stream.stack.AnsCoder()
+        _, t_push = cpu(lambda: coder.encode_reverse(symbols, model, probs))
+        dec = constriction.stream.stack.AnsCoder(coder.get_compressed())
+        out, t_pop = cpu(lambda: dec.decode(model, probs))
+        assert np.array_equal(out, symbols)
+        rows.append(("constriction AnsCoder categorical, 256-entry tables given", m / t_push, m / t_pop))
+    except ImportError:
+        rows.append(("constriction not installed", float("nan"), float("nan")))
+    print(f"{'coder':58s} {'push Msym/CPU-s':>16s} {'pop Msym/CPU-s':>15s}")
+    for name, a, b in rows:
+        print(f"{name:58s} {a / 1e6:16.2f} {b / 1e6:15.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Writes the golden archives of the current format version. Run once per new format version, never to
+overwrite existing files: every later bbarc must decode them (tests/test_golden.py).
+
+    python -m tests.golden.make_golden
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import archiver
+from archiver.pipeline import raw_hash
+
+HERE = Path(__file__).resolve().parent
+VERSION = 1
+
+
+def golden_inputs() -> dict[str, tuple[str, np.ndarray, np.ndarray | None, int]]:
+    """name -> (model, items, labels, chunk size): rebuilt identically by the test from bundled data."""
+    from tests.conftest import load_sample
+
+    x = load_sample()[:24]
+    binary = (np.random.RandomState(0).random_sample(x.shape) < x / 255.0).astype(np.uint8)
+    labels = (np.arange(24) * 7 % 10).astype(np.int64)
+    floats = np.random.default_rng(2026).normal(size=(30, 3, 4)).astype(">f4")
+    return {
+        "mnist-vae": ("mnist-vae", x, labels, 10),
+        "mnist-vae-binary": ("mnist-vae-binary", binary, None, 10),
+        "zstd-float32be": ("zstd", floats, None, 7),
+    }
+
+
+def main() -> None:
+    for name, (model, items, labels, chunk) in golden_inputs().items():
+        path = HERE / f"{name}-v{VERSION}.bbarc"
+        if path.exists():
+            print(f"{path.name} exists: golden files are never rewritten")
+            continue
+        archiver.compress(items, path, model=model, chunk_size=chunk, labels=labels)
+        print(f"wrote {path.name} ({path.stat().st_size} bytes), content {raw_hash(items.astype(items.dtype.newbyteorder('=')))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Golden archives of every released format version must keep decoding, bit for bit."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import archiver
+from tests.golden.make_golden import golden_inputs
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+CASES = golden_inputs()
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.bbarc")), ids=lambda p: p.name)
+def test_golden_archive_decodes(path, tmp_path):
+    name = path.name.rsplit("-v", 1)[0]
+    model, items, labels, chunk = CASES[name]
+    with archiver.open(path) as a:
+        assert a.model_id == model and a.metadata["chunk_size"] == chunk
+        assert a.dtype == items.dtype.newbyteorder("=") and a.shape == items.shape
+        assert np.array_equal(a[:], items)
+        a.extract(str(tmp_path / "out.npy"))
+        out = np.load(tmp_path / "out.npy")
+        assert out.dtype == items.dtype and np.array_equal(out, items)  # byte order of the input too
+        assert all(r.error is None for r in a.verify(deep=True))
+        if labels is not None:
+            assert np.array_equal(np.concatenate([a.side(c)["labels"] for c in range(a.chunk_count)]), labels)
+
+
+def test_every_golden_case_has_a_v1_file():
+    assert {p.name for p in GOLDEN.glob("*-v1.bbarc")} == {f"{name}-v1.bbarc" for name in CASES}
