@@ -21,3 +21,15 @@ def test_train_export_and_code(tmp_path, kind, mnist, mnist_binary):
                    check=True, capture_output=True)
     model = MnistVAE("smoke", Path(weights), binary=kind == "binary")
     check_model(model, (mnist_binary if kind == "binary" else mnist)[:4])
+
+
+@pytest.mark.skipif(not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs ../shared MNIST")
+def test_train_export_and_code_hvae(tmp_path, mnist):
+    from plugins.mnist_hvae import MnistHVAE
+
+    ckpt, weights = tmp_path / "h.pt", tmp_path / "h.npz"
+    subprocess.run([sys.executable, "-m", "plugins.training.train_hvae", "--out", ckpt, "--epochs", "1", "--limit",
+                    "200", "--width", "8", "--threads", "1"], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "plugins.training.export_hvae", ckpt, weights, "--calibration", "200"],
+                   check=True, capture_output=True)
+    check_model(MnistHVAE(Path(weights)), mnist[:3])

@@ -1,0 +1,91 @@
+"""``mnist-hvae``: a two-layer hierarchical VAE coded with Bit-Swap, integer-exact convolutional inference.
+
+z1: 2x14x14, z2: 4x7x7 logistic latents on fixed bins of equal standard-logistic mass (fixed, as Bit-Swap
+needs: a layer is popped before the layer above exists); p(z1|z2) logistic; p(x|z1) a 5-component
+discretised logistic mixture per pixel. Networks: ``plugins.training.hvae``.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from archiver import fixedpoint as fp
+from archiver.codecs import Grid, LogisticMixture
+from archiver.hookspecs import hookimpl
+from archiver.model import LatentLayer, Model
+from formats.errors import ModelError
+from plugins.intconv import load_nets
+from plugins.intnet import affine_floor
+
+LATENT_BITS = 12
+
+
+class MnistHVAE(Model):
+    id = "mnist-hvae"
+    description = "hierarchical (2-layer, Bit-Swap) convolutional VAE for 8-bit MNIST, items 28x28 uint8"
+    item_shape = (28, 28)
+    item_dtype = "uint8"
+    obs_precision = 20
+    latent_precision = 22
+
+    def __init__(self, weights: str | Path = "mnist-hvae.npz"):
+        self.weights = weights
+
+    @cached_property
+    def _loaded(self):
+        path = self.weights if isinstance(self.weights, Path) else files("plugins") / "weights" / self.weights
+        try:
+            return load_nets(path)
+        except FileNotFoundError:
+            raise ModelError(f"model {self.id!r}: weights file {path} is missing; reinstall bbarc") from None
+
+    @property
+    def latent_layers(self):
+        cfg = self._loaded[0]
+        return (LatentLayer((cfg["z1"], 14, 14), LATENT_BITS), LatentLayer((cfg["z2"], 7, 7), LATENT_BITS))
+
+    def weights_sha256(self) -> str:
+        return self._loaded[3]
+
+    def info(self) -> dict:
+        cfg = self._loaded[0]
+        return dict(super().info(), architecture={k: cfg[k] for k in ("width", "blocks", "mixtures")})
+
+    def _run(self, name: str, inputs: np.ndarray) -> np.ndarray:
+        """Network ``name`` on integer inputs -> integer outputs (B, C, H, W) in the codec's units."""
+        _, nets, extra, _ = self._loaded
+        acc = nets[name](inputs)
+        return affine_floor(acc, extra[f"{name}.out_mul"][:, None, None], extra[f"{name}.out_add"][:, None, None])
+
+    def _latent_codec(self, out: np.ndarray, floor: bool) -> LogisticMixture:
+        c = out.shape[1] // 2
+        log_scale_min = int(np.floor(self._loaded[0]["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
+        return LogisticMixture(Grid.latent(LATENT_BITS), out[:, :c].reshape(-1), np.maximum(out[:, c:], log_scale_min)
+                               .reshape(-1), 1, self.latent_precision, floor=floor)
+
+    def _centres(self, bins: np.ndarray, layer: int) -> np.ndarray:
+        return fp.logistic_bin_centres(LATENT_BITS)[bins].reshape((len(bins), *self.latent_layers[layer - 1].shape))
+
+    def posterior(self, layer: int, below: np.ndarray) -> LogisticMixture:
+        if layer == 1:
+            pixels = below.reshape(len(below), 1, 28, 28).astype(np.float64) * 2 - 255  # zero = mid-grey, as trained
+            return self._latent_codec(self._run("q1", pixels), floor=False)
+        return self._latent_codec(self._run("q2", self._centres(below, 1)), floor=False)
+
+    def conditional(self, layer: int, above: np.ndarray) -> LogisticMixture:
+        if layer == 2:
+            return self._latent_codec(self._run("p1", self._centres(above, 2)), floor=True)
+        cfg = self._loaded[0]
+        k = cfg["mixtures"]
+        out = self._run("px", self._centres(above, 1)).transpose(0, 2, 3, 1).reshape(-1, 3 * k)
+        log_scale_min = int(np.floor((cfg["log_scale_min"] + np.log(127.5)) * fp.LOG_SCALE_STEP))
+        return LogisticMixture(Grid.levels(256), out[:, k : 2 * k], np.maximum(out[:, 2 * k :], log_scale_min),
+                               fp.mixture_weights(out[:, :k]), self.obs_precision)
+
+
+@hookimpl
+def register_models(register):
+    register("mnist-hvae", MnistHVAE)
