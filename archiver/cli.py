@@ -30,14 +30,19 @@ SAMPLE = "mnist-t10k-first1000-images-idx3-ubyte.gz"
 
 
 @contextmanager
-def progress_bar(label: str, total: int, quiet: bool):
-    if quiet or total == 0:
+def progress_bar(label: str, total: int | None, quiet: bool):
+    """Yields ``advance(k, total=None)``; the total may also arrive with the first advance (streaming inputs)."""
+    if quiet:
         yield lambda k, *_: None
         return
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda k, *_: bar.advance(task, k)
+
+        def advance(k: int, new_total: int | None = None) -> None:
+            bar.update(task, advance=k, **({"total": new_total} if new_total is not None else {}))
+
+        yield advance
 
 
 def emit(data: dict, as_json: bool, text: str) -> None:
@@ -56,11 +61,7 @@ def compress(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Compress a dataset into an indexed archive."""
-    from formats.inputs import open_source
-
-    with open_source(input, dataset) as src:
-        total = len(src)
-    with progress_bar("compressing", total, quiet) as tick:
+    with progress_bar("compressing", None, quiet) as tick:
         result = pipeline.compress(input, output, model=model, chunk_size=chunk_size, dataset=dataset, labels=labels,
                                    progress=tick)
     r = result.as_dict()
@@ -165,7 +166,7 @@ def demo(
     sample = str(files("archiver") / "samples" / SAMPLE)
     workdir.mkdir(parents=True, exist_ok=True)
     target, decoded = workdir / f"sample-{model}.bbarc", workdir / "sample-decoded.npy"
-    with progress_bar("compressing", 1000, False) as tick:
+    with progress_bar("compressing", None, False) as tick:
         result = pipeline.compress(sample, target, model=model, chunk_size=1000, progress=tick)
     api.decompress(target, str(decoded))
     with open_source(sample) as src:
