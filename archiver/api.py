@@ -4,6 +4,8 @@ from __future__ import annotations
 import operator
 import threading
 from collections import OrderedDict
+from concurrent.futures import Executor
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +15,7 @@ from formats.errors import CorruptArchiveError, ModelError, UsageError
 from formats.outputs import open_sink
 
 from .chain import decode_chunk
-from .pipeline import FORMAT_NAME, codec_parameters, raw_hash
+from .pipeline import FORMAT_NAME, codec_parameters, in_order, process_pool, raw_hash
 from .plugins import get_model
 
 
@@ -170,12 +172,22 @@ class Archive:
                 progress(entry.item_count)
         return reports
 
-    def extract(self, output, dataset: str | None = None, progress=None) -> None:
-        """Decode everything into ``output`` (.npy, or HDF5 with ``file.h5:/key``); atomic like compression."""
+    def extract(self, output, dataset: str | None = None, progress=None, workers: int = 1,
+                executor: Executor | None = None) -> None:
+        """Decode everything into ``output`` (.npy, or HDF5 with ``file.h5:/key``); atomic like compression.
+        ``workers``/``executor`` decode chunks in parallel (as in ``compress``); this process writes in order."""
         stored = np.dtype(self.metadata.get("source_dtype", self.dtype))
-        with open_sink(output, self.shape, stored, dataset=dataset) as sink:
-            for c, entry in enumerate(self._reader.chunks):
-                sink.write(entry.first_item, self.chunk(c))
+        with ExitStack() as resources:
+            sink = resources.enter_context(open_sink(output, self.shape, stored, dataset=dataset))
+            pool = executor or (resources.enter_context(process_pool(workers)) if workers > 1 else None)
+            if pool is None:
+                decoded = ((e.first_item, e, self.chunk(c)) for c, e in enumerate(self._reader.chunks))
+            else:
+                self.model()  # fail here, before any work, if the model or its weights are wrong
+                jobs = ((e.first_item, e, (decode_job, self._args, c)) for c, e in enumerate(self._reader.chunks))
+                decoded = in_order(pool, jobs, 2 * max(workers, 2))
+            for first, entry, items in decoded:
+                sink.write(first, items)
                 if progress:
                     progress(entry.item_count)
             sink.close()
@@ -199,12 +211,24 @@ class Archive:
         return f"Archive({self.path!r}, items={len(self)}, chunks={self.chunk_count}, model={self.model_id!r})"
 
 
+def decode_job(archive_args: tuple, index: int) -> np.ndarray:
+    """One chunk, in a worker process: each worker keeps its own open archive."""
+    archive = _worker_archives.get(archive_args)
+    if archive is None:
+        archive = _worker_archives[archive_args] = Archive(*archive_args)
+    return archive.chunk(index)
+
+
+_worker_archives: dict[tuple, Archive] = {}
+
+
 def open(path, cache_chunks: int = 2, recover: bool = False) -> Archive:  # noqa: A001 - mirrors builtins.open
     """Open an archive for random access."""
     return Archive(path, cache_chunks=cache_chunks, recover=recover)
 
 
-def decompress(archive_path, output, dataset: str | None = None, progress=None) -> Archive:
+def decompress(archive_path, output, dataset: str | None = None, progress=None, workers: int = 1,
+               executor: Executor | None = None) -> Archive:
     with open(archive_path) as archive:
-        archive.extract(output, dataset=dataset, progress=progress)
+        archive.extract(output, dataset=dataset, progress=progress, workers=workers, executor=executor)
         return archive

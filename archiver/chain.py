@@ -27,12 +27,12 @@ ZSTD_LEVEL = 19
 
 def push_item(stack: AnsStack, model: Model, x: np.ndarray, q1=None) -> None:
     """Bit-Swap order: pop z1 ~ q(z1|x), push x ~ p(x|z1), pop z2 ~ q(z2|z1), push z1 ~ p(z1|z2), ..., push z_L."""
-    below = x
+    below, symbols = x, model.to_symbols(x[None])[0]
     for layer in range(1, len(model.latent_layers) + 1):
         q = q1 if (layer == 1 and q1 is not None) else model.posterior(layer, below[None])
         z = q.pop(stack)
-        model.conditional(layer, z[None]).push(stack, below.reshape(-1))
-        below = z
+        model.conditional(layer, z[None]).push(stack, symbols)
+        below = symbols = z
     top = model.latent_layers[-1]
     Uniform(top.size, top.bits).push(stack, below)
 

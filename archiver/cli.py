@@ -57,13 +57,14 @@ def compress(
     model: str = typer.Option("mnist-vae", "--model", "-m", help="model id (see `bbarc models`)"),
     chunk_size: int = typer.Option(1000, "--chunk-size", "-c", min=1, help="items per independently decodable chunk"),
     labels: Optional[str] = typer.Option(None, "--labels", help="per-item side data stored with the items"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="encode chunks in this many processes"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Compress a dataset into an indexed archive."""
     with progress_bar("compressing", None, quiet) as tick:
         result = pipeline.compress(input, output, model=model, chunk_size=chunk_size, dataset=dataset, labels=labels,
-                                   progress=tick)
+                                   progress=tick, workers=workers)
     r = result.as_dict()
     emit(r, as_json, f"{r['path']}: {r['items']} items in {r['chunks']} chunks, {r['archive_bytes']} bytes, "
                      f"{r['bits_per_dim']:.4f} bits/dim, {r['seconds']:.1f} s")
@@ -74,11 +75,12 @@ def decompress(
     archive: Path = typer.Argument(..., help="archive to read"),
     output: str = typer.Argument(..., help="a .npy or .h5 file (file.h5:/key)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="HDF5 dataset path to write"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="decode chunks in this many processes"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Decode a whole archive into .npy or HDF5 (same dtype and shape as the input)."""
     with api.open(archive) as a, progress_bar("decompressing", len(a), quiet) as tick:
-        a.extract(output, dataset=dataset, progress=tick)
+        a.extract(output, dataset=dataset, progress=tick, workers=workers)
     err.print(f"wrote {output}")
 
 

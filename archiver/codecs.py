@@ -16,7 +16,12 @@ from . import fixedpoint as fp
 from . import kernels
 from .ans import AnsStack
 
-MAX_PRECISION = 22  # keeps every intermediate of the mixture CDF below 2**63
+MAX_PRECISION = 22  # categorical tables; mixtures allow more when they have few components (max_precision)
+
+
+def max_precision(components: int) -> int:
+    """Largest precision keeping the mixture CDF's products below 2**62: K * 2**(12 + 24) * 2**prec."""
+    return 26 - int(np.ceil(np.log2(max(components, 1))))
 
 
 def _symbols(symbols, n: int | None, limit: int) -> np.ndarray:
@@ -138,8 +143,10 @@ class LogisticMixture:
         log_scale, weights = (_per_component(v, shape) for v in (self.log_scale, self.weights))
         if shape[1] > fp.MAX_COMPONENTS:
             raise CodingError(f"at most {fp.MAX_COMPONENTS} mixture components, got {shape[1]}")
-        if not 1 <= self.prec <= MAX_PRECISION or (1 << self.prec) < 2 * self.grid.symbols:
-            raise CodingError(f"precision {self.prec} cannot code {self.grid.symbols} symbols (max {MAX_PRECISION})")
+        limit = max_precision(shape[1])
+        if not 1 <= self.prec <= limit or (1 << self.prec) < 2 * self.grid.symbols:
+            raise CodingError(f"precision {self.prec} cannot code {self.grid.symbols} symbols with {shape[1]} "
+                              f"components (at most {limit} bits)")
         if len(mean) and np.abs(mean).max() > 1 << 30:
             raise CodingError("mixture means must lie within +-2**30 (fixed point); the model produced larger ones")
         if len(weights) and (weights.min() < 0 or weights.max() > 1 << fp.WEIGHT_BITS or (weights.sum(1) == 0).any()):

@@ -6,8 +6,11 @@ archive is written as it goes (``formats.container`` finalises it atomically, so
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import time
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -67,11 +70,14 @@ class CompressResult:
 
 
 def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dataset: str | None = None,
-             labels=None, progress=None) -> CompressResult:
+             labels=None, progress=None, workers: int = 1, executor: Executor | None = None) -> CompressResult:
     """Compress ``source`` (path, ``file.h5:/key``, or array) into the archive ``path``.
 
     ``labels``: optional per-item side data (array or source spec) stored in each chunk's header.
     ``progress(advance_items, total_items)``: optional callback.
+    ``workers``: encode chunks in this many processes; or pass any ``concurrent.futures.Executor`` (a Dask
+    ``client.get_executor()`` works). Chunks are read, and written in order, by this process alone; at most
+    ``2 * workers`` chunks are in flight, so memory stays bounded.
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk size must be a positive integer, got {chunk_size!r}")
@@ -95,19 +101,61 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dat
                        weights_sha256=m.weights_sha256(), **m.info()),
             codec=codec_parameters(), side=["labels"] if side_src is not None else [],
         )
-        tick = (lambda k: progress(k, n)) if progress else None
-        with ArchiveWriter(path, metadata) as writer:
+        def chunks():
             for index, start in enumerate(range(0, n, chunk_size)):
                 stop = min(start + chunk_size, n)
                 items = src.read(start, stop)
                 m.check_items(items)
                 side = {"labels": side_src.read(start, stop)} if side_src is not None else {}
-                payload = encode_chunk(m, items, chunk=index, side=side, progress=tick)
-                writer.write_chunk(payload, start, len(items), raw_hash(items), extra={"header_items": _n_header(payload)})
+                yield index, start, items, side
+
+        def write(start: int, items: np.ndarray, payload: bytes) -> None:
+            writer.write_chunk(payload, start, len(items), raw_hash(items), extra={"header_items": _n_header(payload)})
+
+        pool = executor or (resources.enter_context(process_pool(workers)) if workers > 1 else None)
+        with ArchiveWriter(path, metadata) as writer:
+            if pool is None:
+                tick = (lambda k: progress(k, n)) if progress else None
+                for index, start, items, side in chunks():
+                    write(start, items, encode_chunk(m, items, chunk=index, side=side, progress=tick))
+            else:
+                jobs = ((start, items, (encode_job, m.id, items, index, side)) for index, start, items, side in chunks())
+                for start, items, payload in in_order(pool, jobs, 2 * max(workers, 2)):
+                    write(start, items, payload)
+                    if progress:
+                        progress(len(items), n)
             writer.close(final=dict(item_count=n, chunks=writer.chunk_count))
         raw_bytes = n * int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
         return CompressResult(str(path), n, writer.chunk_count, tuple(src.item_shape), np.dtype(src.dtype).str,
                               raw_bytes, os.stat(path).st_size, time.perf_counter() - started)
+
+
+def encode_job(model_id: str, items: np.ndarray, index: int, side: dict) -> bytes:
+    """One chunk, in a worker process (the model is loaded once per process)."""
+    return encode_chunk(get_model(model_id), items, chunk=index, side=side)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: forking a process that holds BLAS/numba threads can deadlock.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def in_order(pool: Executor, jobs, max_in_flight: int):
+    """Submit ``(key, value, (fn, *args))`` jobs, yield ``(key, value, result)`` in submission order, keeping
+    at most ``max_in_flight`` jobs (and so their data) alive at once."""
+    pending: deque = deque()
+    try:
+        for key, value, (fn, *args) in jobs:
+            pending.append((key, value, pool.submit(fn, *args)))
+            while len(pending) >= max_in_flight:
+                key0, value0, future = pending.popleft()
+                yield key0, value0, future.result()
+        while pending:
+            key0, value0, future = pending.popleft()
+            yield key0, value0, future.result()
+    finally:
+        for *_, future in pending:
+            future.cancel()
 
 
 def _n_header(payload: bytes) -> int:

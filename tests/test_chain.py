@@ -8,7 +8,7 @@ from archiver.plugins import get_model
 from formats.errors import CorruptArchiveError
 
 
-@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "zstd"])
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "mnist-hvae", "zstd"])
 def test_chunk_round_trip(model_id, mnist, mnist_binary):
     items = (mnist_binary if model_id.endswith("binary") else mnist)[:12]
     model = get_model(model_id)

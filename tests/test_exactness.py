@@ -20,21 +20,25 @@ from archiver.chain import encode_chunk
 from archiver.plugins import get_model
 items = np.load(sys.argv[2])
 out = {}
-for model_id in ("mnist-vae", "mnist-vae-binary"):
+for model_id in ("mnist-vae", "mnist-vae-binary", "mnist-hvae"):
     m = get_model(model_id)
-    data = items if model_id == "mnist-vae" else (items > 127).astype(np.uint8)
-    q = m.posterior(1, data)
-    p = m.conditional(1, (np.arange(50)[None] * (1 + np.arange(len(data))[:, None])) % 4096)
+    data = (items > 127).astype(np.uint8) if model_id.endswith("binary") else items
     h = hashlib.sha256()
-    for a in (q.mean, q.log_scale, p.mean, p.log_scale, p.weights):
-        h.update(a.tobytes())
+    below = data
+    for layer, spec in enumerate(m.latent_layers, start=1):
+        q = m.posterior(layer, below)
+        z = (np.arange(spec.size)[None] * (1 + np.arange(len(data))[:, None]) * 7) % (1 << spec.bits)
+        p = m.conditional(layer, z)
+        for a in (q.mean, q.log_scale, p.mean, p.log_scale, p.weights):
+            h.update(a.tobytes())
+        below = z
     h.update(encode_chunk(m, data))
     out[model_id] = h.hexdigest()
 print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary"])
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "mnist-hvae"])
 def test_model_integers_do_not_depend_on_the_batch(model_id, mnist, mnist_binary):
     items = (mnist_binary if model_id.endswith("binary") else mnist)[:7]
     check_batch_invariance(get_model(model_id), items)
@@ -74,3 +78,16 @@ def test_archive_pickles_for_data_loader_workers(tmp_path, mnist):
         b = pickle.loads(pickle.dumps(a))
         assert np.array_equal(b[11], mnist[11]) and len(b) == 12
         b.close()
+
+
+def test_parallel_compression_and_decompression_give_the_same_bytes(tmp_path, mnist):
+    from concurrent.futures import ThreadPoolExecutor
+
+    serial, parallel, threaded = (tmp_path / f"{n}.bbarc" for n in ("s", "p", "t"))
+    archiver.compress(mnist[:24], serial, model="mnist-vae", chunk_size=5)
+    archiver.compress(mnist[:24], parallel, model="mnist-vae", chunk_size=5, workers=2)
+    with ThreadPoolExecutor(3) as pool:
+        archiver.compress(mnist[:24], threaded, model="mnist-vae", chunk_size=5, executor=pool)
+    assert serial.read_bytes() == parallel.read_bytes() == threaded.read_bytes()
+    archiver.decompress(parallel, tmp_path / "out.npy", workers=2)
+    assert np.array_equal(np.load(tmp_path / "out.npy"), mnist[:24])

@@ -18,7 +18,7 @@ def test_builtins_come_from_entry_points():
     assert names.get("mnist_vae") == "bbarc" and names.get("zstd") == "bbarc"
 
 
-@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "zstd"])
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "mnist-hvae", "zstd"])
 def test_builtin_models_pass_the_conformance_suite(model_id, mnist, mnist_binary):
     check_model(plugins.get_model(model_id), (mnist_binary if model_id.endswith("binary") else mnist)[:5])
 

@@ -111,7 +111,7 @@ def main() -> None:
 
     def latent_affine(acc_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = len(acc_scale) // 2  # channels: means then log-scales
-        return acc_scale * np.repeat([one, fp.LOG_SCALE_STEP], c), np.zeros(2 * c)
+        return acc_scale * np.repeat([one, fp.LOG_SCALE_STEP], c), np.full(2 * c, 0.5)  # + 0.5: round to nearest
 
     extra = {}
     for name in ("q1", "q2", "p1"):
@@ -119,7 +119,7 @@ def main() -> None:
     k = model.mixtures
     kinds = np.repeat(np.arange(3), k)  # channels: k logits, k means, k log-scales
     extra["px.out_mul"] = np.choose(kinds, [fp.WEIGHT_LOGIT_STEP, 127.5 * one, fp.LOG_SCALE_STEP]) * scales["px"]
-    extra["px.out_add"] = np.choose(kinds, [0.0, 127.5 * one, fp.LOG_SCALE_STEP * math.log(127.5)]).astype(np.float64)
+    extra["px.out_add"] = np.choose(kinds, [0.5, 127.5 * one + 0.5, fp.LOG_SCALE_STEP * math.log(127.5) + 0.5])
     config = dict(ckpt["config"], test_bpd_float=ckpt["test_bpd"], epoch=ckpt["epoch"], log_scale_min=LOG_SCALE_MIN,
                   latent_log_scale_min=LATENT_LOG_SCALE_MIN)
     args.out.parent.mkdir(parents=True, exist_ok=True)

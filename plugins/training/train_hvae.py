@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N train/test images (smoke tests)")
     ap.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (a new LR cycle)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -49,6 +50,10 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
                                                 pct_start=0.05, final_div_factor=20)
     start_epoch, best = 0, math.inf
+    if args.init is not None:
+        init = torch.load(args.init, map_location=device)
+        model.load_state_dict(init["state_dict"])
+        best = init["test_bpd"]  # only keep a checkpoint that improves on the starting point
     if args.resume and args.out.exists():
         ckpt = torch.load(args.out, map_location=device)
         model.load_state_dict(ckpt["state_dict"])

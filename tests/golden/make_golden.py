@@ -28,6 +28,7 @@ def golden_inputs() -> dict[str, tuple[str, np.ndarray, np.ndarray | None, int]]
         "mnist-vae": ("mnist-vae", x, labels, 10),
         "mnist-vae-binary": ("mnist-vae-binary", binary, None, 10),
         "zstd-float32be": ("zstd", floats, None, 7),
+        "mnist-hvae": ("mnist-hvae", x[:16], None, 8),
     }
 
 
