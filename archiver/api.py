@@ -14,7 +14,7 @@ from formats.container import ArchiveReader
 from formats.errors import CorruptArchiveError, ModelError, UsageError
 from formats.outputs import open_sink
 
-from .chain import decode_chunk
+from .chain import decode_chunks
 from .pipeline import FORMAT_NAME, codec_parameters, in_order, process_pool, raw_hash
 from .plugins import get_model
 
@@ -92,23 +92,32 @@ class Archive:
 
     # -- decoding ------------------------------------------------------------------------------------------
     def _decode(self, index: int) -> tuple[np.ndarray, dict]:
+        return self._decode_many([index])[0]
+
+    def _decode_many(self, indices: list[int]) -> list[tuple[np.ndarray, dict]]:
+        """Decode chunks together (lockstep, sharing network calls), using and filling the cache."""
         with self._lock:
-            if index in self._cache:
-                self._cache.move_to_end(index)
-                return self._cache[index]
-        entry = self._reader.chunks[index]
-        payload = self._reader.read_chunk(index)
-        items, side = decode_chunk(self.model(), payload, entry.item_count, self.item_shape, self.dtype, chunk=index)
-        if entry.raw_hash and raw_hash(items) != entry.raw_hash:
-            raise CorruptArchiveError(
-                f"{self.path}: chunk {index} decodes to content whose hash differs from the one recorded", chunk=index
-            )
-        items.setflags(write=False)
-        with self._lock:
-            self._cache[index] = (items, side)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return items, side
+            cached = {i: self._cache[i] for i in indices if i in self._cache}
+            for i in cached:
+                self._cache.move_to_end(i)
+        todo = [i for i in dict.fromkeys(indices) if i not in cached]
+        if todo:
+            entries = [self._reader.chunks[i] for i in todo]
+            payloads = [(self._reader.read_chunk(i), e.item_count, i) for i, e in zip(todo, entries)]
+            for i, e, (items, side) in zip(todo, entries,
+                                           decode_chunks(self.model(), payloads, self.item_shape, self.dtype)):
+                if e.raw_hash and raw_hash(items) != e.raw_hash:
+                    raise CorruptArchiveError(
+                        f"{self.path}: chunk {i} decodes to content whose hash differs from the one recorded", chunk=i
+                    )
+                items.setflags(write=False)
+                cached[i] = (items, side)
+            with self._lock:
+                for i in todo:
+                    self._cache[i] = cached[i]
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return [cached[i] for i in indices]
 
     def chunk(self, index: int) -> np.ndarray:
         """All items of chunk ``index`` (read-only array)."""
@@ -144,13 +153,13 @@ class Archive:
         if not 0 <= start <= stop <= len(self):
             raise UsageError(f"range [{start}, {stop}) is outside {self.path}, which holds {len(self)} items")
         out = np.empty((stop - start, *self.item_shape), self.dtype)
-        pos = start
-        while pos < stop:
-            c = self._reader.chunk_for_item(pos)
+        if start == stop:
+            return out
+        first, last = self._reader.chunk_for_item(start), self._reader.chunk_for_item(stop - 1)
+        for c, (items, _) in zip(range(first, last + 1), self._decode_many(list(range(first, last + 1)))):
             entry = self._reader.chunks[c]
-            take = min(stop, entry.first_item + entry.item_count) - pos
-            out[pos - start : pos - start + take] = self.chunk(c)[pos - entry.first_item : pos - entry.first_item + take]
-            pos += take
+            lo, hi = max(start, entry.first_item), min(stop, entry.first_item + entry.item_count)
+            out[lo - start : hi - start] = items[lo - entry.first_item : hi - entry.first_item]
         return out
 
     def __iter__(self):
@@ -173,23 +182,25 @@ class Archive:
         return reports
 
     def extract(self, output, dataset: str | None = None, progress=None, workers: int = 1,
-                executor: Executor | None = None) -> None:
+                executor: Executor | None = None, lockstep: int = 8) -> None:
         """Decode everything into ``output`` (.npy, or HDF5 with ``file.h5:/key``); atomic like compression.
         ``workers``/``executor`` decode chunks in parallel (as in ``compress``); this process writes in order."""
         stored = np.dtype(self.metadata.get("source_dtype", self.dtype))
         with ExitStack() as resources:
             sink = resources.enter_context(open_sink(output, self.shape, stored, dataset=dataset))
             pool = executor or (resources.enter_context(process_pool(workers)) if workers > 1 else None)
+            groups = [list(range(c, min(c + lockstep, self.chunk_count))) for c in range(0, self.chunk_count, lockstep)]
             if pool is None:
-                decoded = ((e.first_item, e, self.chunk(c)) for c, e in enumerate(self._reader.chunks))
+                decoded = ((g, None, [items for items, _ in self._decode_many(g)]) for g in groups)
             else:
                 self.model()  # fail here, before any work, if the model or its weights are wrong
-                jobs = ((e.first_item, e, (decode_job, self._args, c)) for c, e in enumerate(self._reader.chunks))
-                decoded = in_order(pool, jobs, 2 * max(workers, 2))
-            for first, entry, items in decoded:
-                sink.write(first, items)
-                if progress:
-                    progress(entry.item_count)
+                decoded = in_order(pool, ((g, None, (decode_job, self._args, g)) for g in groups), 2 * max(workers, 2))
+            for group, _, chunks in decoded:
+                for c, items in zip(group, chunks):
+                    entry = self._reader.chunks[c]
+                    sink.write(entry.first_item, items)
+                    if progress:
+                        progress(entry.item_count)
             sink.close()
 
     def close(self) -> None:
@@ -211,12 +222,13 @@ class Archive:
         return f"Archive({self.path!r}, items={len(self)}, chunks={self.chunk_count}, model={self.model_id!r})"
 
 
-def decode_job(archive_args: tuple, index: int) -> np.ndarray:
-    """One chunk, in a worker process: each worker keeps its own open archive."""
+def decode_job(archive_args: tuple, indices: list[int]) -> list[np.ndarray]:
+    """A group of chunks, in a worker process: each worker keeps its own open archive."""
     archive = _worker_archives.get(archive_args)
     if archive is None:
-        archive = _worker_archives[archive_args] = Archive(*archive_args)
-    return archive.chunk(index)
+        path, _, recover = archive_args
+        archive = _worker_archives[archive_args] = Archive(path, cache_chunks=0, recover=recover)
+    return [items for items, _ in archive._decode_many(indices)]
 
 
 _worker_archives: dict[tuple, Archive] = {}

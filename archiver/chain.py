@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import zstandard
@@ -23,30 +24,6 @@ from .model import Model
 
 HEADER_VERSION = 1
 ZSTD_LEVEL = 19
-
-
-def push_item(stack: AnsStack, model: Model, x: np.ndarray, q1=None) -> None:
-    """Bit-Swap order: pop z1 ~ q(z1|x), push x ~ p(x|z1), pop z2 ~ q(z2|z1), push z1 ~ p(z1|z2), ..., push z_L."""
-    below, symbols = x, model.to_symbols(x[None])[0]
-    for layer in range(1, len(model.latent_layers) + 1):
-        q = q1 if (layer == 1 and q1 is not None) else model.posterior(layer, below[None])
-        z = q.pop(stack)
-        model.conditional(layer, z[None]).push(stack, symbols)
-        below = symbols = z
-    top = model.latent_layers[-1]
-    Uniform(top.size, top.bits).push(stack, below)
-
-
-def pop_item(stack: AnsStack, model: Model) -> np.ndarray:
-    top = model.latent_layers[-1]
-    z = Uniform(top.size, top.bits).pop(stack)
-    for layer in range(len(model.latent_layers), 0, -1):
-        below = model.conditional(layer, z[None]).pop(stack)
-        if layer == 1:
-            below = model.from_symbols(below[None])[0]
-        model.posterior(layer, below[None]).push(stack, z)
-        z = below
-    return z
 
 
 def _header_bytes(items: np.ndarray, n_header: int, chunk: int, side: dict[str, np.ndarray]) -> bytes:
@@ -79,52 +56,163 @@ def _parse_header(raw: bytes, chunk: int) -> tuple[dict, np.ndarray, dict[str, n
     return meta, head, side
 
 
+@dataclass
+class _Encoder:
+    """One chunk's chain while it is being encoded."""
+
+    model: Model
+    items: np.ndarray
+    chunk: int
+    side: dict
+    q1: object  # q(z1|x) for all the chunk's items (None for header-only models)
+    n_header: int = 0
+    stack: AnsStack | None = None
+    next: int = 0
+
+    def restart(self) -> None:
+        """(Re)seed the chain with the header; called again with one more verbatim item if the seed was short."""
+        self.stack = AnsStack(capacity=max(1024, self.items.nbytes // 4))
+        Bytes.push(self.stack, _header_bytes(self.items, self.n_header, self.chunk, self.side))
+        self.next = self.n_header
+
+    def payload(self) -> bytes:
+        return struct.pack("<I", self.n_header) + self.stack.to_bytes()
+
+
+def _rows(codec, j: int, size: int):
+    return codec.take(slice(j * size, (j + 1) * size))
+
+
+def _push_round(model: Model, chains: list[_Encoder]) -> list[_Encoder]:
+    """Push the next item of every chain, in Bit-Swap order, sharing one network call per layer:
+    pop z1 ~ q(z1|x), push x ~ p(x|z1), pop z2 ~ q(z2|z1), push z1 ~ p(z1|z2), ..., push z_L uniformly.
+    A chain whose pop finds too few bits restarts with one more verbatim item. Returns the chains that advanced."""
+    raw = np.stack([c.items[c.next] for c in chains])
+    symbols = model.to_symbols(raw)
+    for layer, spec in enumerate(model.latent_layers, start=1):
+        q = None if layer == 1 else model.posterior(layer, raw)
+        zs, ok = [], []
+        for j, c in enumerate(chains):
+            codec = _rows(c.q1, c.next, spec.size) if layer == 1 else _rows(q, j, spec.size)
+            try:
+                zs.append(codec.pop(c.stack))
+                ok.append(j)
+            except CodingError:
+                if c.n_header >= len(c.items):
+                    raise
+                c.n_header += 1
+                c.restart()
+        chains, symbols = [chains[j] for j in ok], symbols[ok]
+        if not chains:
+            return chains
+        raw = np.stack(zs)
+        p = model.conditional(layer, raw)
+        for j, c in enumerate(chains):
+            _rows(p, j, symbols.shape[1]).push(c.stack, symbols[j])
+        symbols = raw
+    top = model.latent_layers[-1]
+    for j, c in enumerate(chains):
+        Uniform(top.size, top.bits).push(c.stack, symbols[j])
+    return chains
+
+
+def encode_chunks(model: Model, chunks: list[tuple[np.ndarray, int, dict]], progress=None) -> list[bytes]:
+    """Code chunks ``(items, chunk index, side data)``, each as its own chain, in lockstep: the chains advance
+    item by item together so each network call serves all of them. Each payload is bit-identical to coding
+    its chunk alone (models are batch-invariant), so any chunk still decodes on its own."""
+    chains = []
+    for items, chunk, side in chunks:
+        header_only = model.header_only or len(items) == 0
+        # x is known when encoding, so q(z1|x) for a whole chunk comes from one batched network call.
+        c = _Encoder(model, items, chunk, side or {}, None if header_only else model.posterior(1, items),
+                     n_header=len(items) if header_only else 0)
+        c.restart()
+        chains.append(c)
+    while active := [c for c in chains if c.next < len(c.items)]:
+        for c in _push_round(model, active):
+            c.next += 1
+            if progress:
+                progress(1)
+    if progress:
+        progress(sum(c.n_header for c in chains))
+    return [c.payload() for c in chains]
+
+
 def encode_chunk(model: Model, items: np.ndarray, chunk: int = 0, side: dict[str, np.ndarray] | None = None,
                  progress=None) -> bytes:
     """Code ``items`` (N, *shape) as one chain; returns the chunk payload."""
-    side = side or {}
-    n = len(items)
-    n_header = n if model.header_only else 0
-    # x is known when encoding, so q(z1|x) for the whole chunk comes from one batched network call.
-    q1 = model.posterior(1, items) if n_header < n else None
-    per_item = model.latent_layers[0].size if q1 is not None else 0
-    while True:
-        try:
-            stack = AnsStack(capacity=max(1024, items.nbytes // 4))
-            Bytes.push(stack, _header_bytes(items, n_header, chunk, side))
-            for i in range(n_header, n):
-                push_item(stack, model, items[i], q1=q1.take(slice(i * per_item, (i + 1) * per_item)))
-                if progress:
-                    progress(1)
-            if progress and n_header:
-                progress(n_header)
-            return struct.pack("<I", n_header) + stack.to_bytes()
-        except CodingError:
-            if n_header >= n:
-                raise
-            n_header += 1  # the seed was too small for the first pops: store one more item verbatim
+    return encode_chunks(model, [(items, chunk, side)], progress=progress)[0]
 
 
-def decode_chunk(model: Model, payload: bytes, n_items: int, item_shape: tuple[int, ...], dtype: np.dtype,
-                 chunk: int = 0, progress=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+@dataclass
+class _Decoder:
+    chunk: int
+    n_items: int
+    n_header: int
+    stack: AnsStack
+    out: np.ndarray
+    next: int
+
+
+def _decoder(payload: bytes, n_items: int, item_shape, dtype, chunk: int) -> _Decoder:
     if len(payload) < 12:
         raise CorruptArchiveError(f"chunk {chunk}: payload of {len(payload)} bytes is too short", chunk=chunk)
     (n_header,) = struct.unpack_from("<I", payload)
     if n_header > n_items:
         raise CorruptArchiveError(f"chunk {chunk}: header claims {n_header} of {n_items} items", chunk=chunk)
-    stack = AnsStack.from_bytes(payload[4:])
-    out = np.empty((n_items, *item_shape), dtype=dtype)
+    return _Decoder(chunk, n_items, n_header, AnsStack.from_bytes(payload[4:]),
+                    np.empty((n_items, *item_shape), dtype=dtype), n_items - 1)
+
+
+def _pop_round(model: Model, chains: list[_Decoder]) -> None:
+    """Pop the last remaining item of every chain: the exact reverse of ``_push_round``."""
+    top = model.latent_layers[-1]
+    z = np.stack([_guard(c, Uniform(top.size, top.bits).pop) for c in chains])
+    for layer in range(len(model.latent_layers), 0, -1):
+        p = model.conditional(layer, z)
+        size = len(p) // len(chains)
+        below = np.stack([_guard(c, _rows(p, j, size).pop) for j, c in enumerate(chains)])
+        raw = model.from_symbols(below) if layer == 1 else below
+        q = model.posterior(layer, raw)
+        for j, c in enumerate(chains):
+            _guard(c, _rows(q, j, z.shape[1]).push, z[j])
+        z = below
+    for j, c in enumerate(chains):
+        c.out[c.next] = raw[j]
+        c.next -= 1
+
+
+def _guard(chain: _Decoder, op, *args):
     try:
-        for i in range(n_items - 1, n_header - 1, -1):
-            out[i] = pop_item(stack, model)
-            if progress:
-                progress(1)
-        meta, head, side = _parse_header(Bytes.pop(stack), chunk)
+        return op(chain.stack, *args)
     except CodingError as exc:
-        raise CorruptArchiveError(f"chunk {chunk}: the coded data is damaged ({exc})", chunk=chunk) from None
-    if not stack.is_empty:
-        raise CorruptArchiveError(f"chunk {chunk}: bits are left over after decoding: the data is damaged", chunk=chunk)
-    if meta["items"] != n_items or tuple(meta["shape"]) != tuple(item_shape) or np.dtype(meta["dtype"]) != dtype:
-        raise CorruptArchiveError(f"chunk {chunk}: its header disagrees with the archive index", chunk=chunk)
-    out[:n_header] = head
-    return out, side
+        raise CorruptArchiveError(f"chunk {chain.chunk}: the coded data is damaged ({exc})", chunk=chain.chunk) from None
+
+
+def decode_chunks(model: Model, payloads: list[tuple[bytes, int, int]], item_shape: tuple[int, ...],
+                  dtype: np.dtype, progress=None) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Decode chunks ``(payload, item count, chunk index)`` in lockstep (see ``encode_chunks``)."""
+    chains = [_decoder(payload, n, item_shape, dtype, chunk) for payload, n, chunk in payloads]
+    while active := [c for c in chains if c.next >= c.n_header]:
+        _pop_round(model, active)
+        if progress:
+            progress(len(active))
+    results = []
+    for c in chains:
+        meta, head, side = _parse_header(_guard(c, Bytes.pop), c.chunk)
+        if not c.stack.is_empty:
+            raise CorruptArchiveError(f"chunk {c.chunk}: bits are left over after decoding: the data is damaged",
+                                      chunk=c.chunk)
+        if (meta["items"] != c.n_items or tuple(meta["shape"]) != tuple(item_shape)
+                or np.dtype(meta["dtype"]) != dtype or meta["header_items"] != c.n_header):
+            raise CorruptArchiveError(f"chunk {c.chunk}: its header disagrees with the archive index", chunk=c.chunk)
+        c.out[: c.n_header] = head
+        if progress:
+            progress(c.n_header)
+        results.append((c.out, side))
+    return results
+
+
+def decode_chunk(model: Model, payload: bytes, n_items: int, item_shape: tuple[int, ...], dtype: np.dtype,
+                 chunk: int = 0, progress=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    return decode_chunks(model, [(payload, n_items, chunk)], item_shape, dtype, progress=progress)[0]

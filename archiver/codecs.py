@@ -171,9 +171,13 @@ class LogisticMixture:
         return stack.run_pop(kernels.pop_mixture, np.empty(len(self), np.int64), *self._args())
 
     def take(self, rows: slice) -> "LogisticMixture":
-        """The codec of a slice of the symbols (rows of a batched model output)."""
-        return LogisticMixture(self.grid, self.mean[rows], self.log_scale[rows], self.weights[rows], self.prec,
-                               self.floor)
+        """The codec of a slice of the symbols (rows of a batched model output); no re-validation needed."""
+        out = object.__new__(LogisticMixture)
+        for name in ("grid", "prec", "floor"):
+            object.__setattr__(out, name, getattr(self, name))
+        for name in ("mean", "log_scale", "weights", "_inv"):
+            object.__setattr__(out, name, getattr(self, name)[rows])
+        return out
 
     def cdf_table(self) -> np.ndarray:
         """The full integer CDF (n, S+1) this codec codes with (for tests and cost accounting)."""

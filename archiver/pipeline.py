@@ -22,7 +22,7 @@ from formats.errors import UsageError
 from formats.inputs import open_source
 
 from . import fixedpoint
-from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunk
+from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunks
 from .plugins import get_model, model_entry
 
 FORMAT_NAME = "bbarc"
@@ -70,7 +70,8 @@ class CompressResult:
 
 
 def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dataset: str | None = None,
-             labels=None, progress=None, workers: int = 1, executor: Executor | None = None) -> CompressResult:
+             labels=None, progress=None, workers: int = 1, executor: Executor | None = None,
+             lockstep: int = 8) -> CompressResult:
     """Compress ``source`` (path, ``file.h5:/key``, or array) into the archive ``path``.
 
     ``labels``: optional per-item side data (array or source spec) stored in each chunk's header.
@@ -78,6 +79,8 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dat
     ``workers``: encode chunks in this many processes; or pass any ``concurrent.futures.Executor`` (a Dask
     ``client.get_executor()`` works). Chunks are read, and written in order, by this process alone; at most
     ``2 * workers`` chunks are in flight, so memory stays bounded.
+    ``lockstep``: chunks coded together, sharing network calls (see ``chain.encode_chunks``); the bytes do not
+    depend on it.
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk size must be a positive integer, got {chunk_size!r}")
@@ -101,38 +104,45 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dat
                        weights_sha256=m.weights_sha256(), **m.info()),
             codec=codec_parameters(), side=["labels"] if side_src is not None else [],
         )
-        def chunks():
+        def groups():
+            """Up to ``lockstep`` consecutive chunks at a time: (index, start, items, side) each."""
+            group = []
             for index, start in enumerate(range(0, n, chunk_size)):
                 stop = min(start + chunk_size, n)
                 items = src.read(start, stop)
                 m.check_items(items)
-                side = {"labels": side_src.read(start, stop)} if side_src is not None else {}
-                yield index, start, items, side
+                group.append((index, start, items, {"labels": side_src.read(start, stop)} if side_src else {}))
+                if len(group) == max(lockstep, 1) or stop == n:
+                    yield group
+                    group = []
 
-        def write(start: int, items: np.ndarray, payload: bytes) -> None:
-            writer.write_chunk(payload, start, len(items), raw_hash(items), extra={"header_items": _n_header(payload)})
+        def write(group, payloads) -> None:
+            for (_, start, items, _), payload in zip(group, payloads):
+                writer.write_chunk(payload, start, len(items), raw_hash(items),
+                                   extra={"header_items": _n_header(payload)})
 
         pool = executor or (resources.enter_context(process_pool(workers)) if workers > 1 else None)
         with ArchiveWriter(path, metadata) as writer:
             if pool is None:
                 tick = (lambda k: progress(k, n)) if progress else None
-                for index, start, items, side in chunks():
-                    write(start, items, encode_chunk(m, items, chunk=index, side=side, progress=tick))
+                for group in groups():
+                    write(group, encode_chunks(m, [(items, i, side) for i, _, items, side in group], progress=tick))
             else:
-                jobs = ((start, items, (encode_job, m.id, items, index, side)) for index, start, items, side in chunks())
-                for start, items, payload in in_order(pool, jobs, 2 * max(workers, 2)):
-                    write(start, items, payload)
+                jobs = ((group, None, (encode_job, m.id, [(items, i, side) for i, _, items, side in group]))
+                        for group in groups())
+                for group, _, payloads in in_order(pool, jobs, 2 * max(workers, 2)):
+                    write(group, payloads)
                     if progress:
-                        progress(len(items), n)
+                        progress(sum(len(items) for _, _, items, _ in group), n)
             writer.close(final=dict(item_count=n, chunks=writer.chunk_count))
         raw_bytes = n * int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
         return CompressResult(str(path), n, writer.chunk_count, tuple(src.item_shape), np.dtype(src.dtype).str,
                               raw_bytes, os.stat(path).st_size, time.perf_counter() - started)
 
 
-def encode_job(model_id: str, items: np.ndarray, index: int, side: dict) -> bytes:
-    """One chunk, in a worker process (the model is loaded once per process)."""
-    return encode_chunk(get_model(model_id), items, chunk=index, side=side)
+def encode_job(model_id: str, chunks: list) -> list[bytes]:
+    """A group of chunks, in a worker process (the model is loaded once per process)."""
+    return encode_chunks(get_model(model_id), chunks)
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

@@ -40,3 +40,17 @@ def test_damaged_payload_is_reported_not_decoded_into_garbage(mnist):
     payload[len(payload) // 2] ^= 0x40
     with pytest.raises(CorruptArchiveError, match="chunk 7"):
         decode_chunk(model, bytes(payload), 6, (28, 28), np.dtype(np.uint8), chunk=7)
+
+
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-hvae"])
+def test_lockstep_chains_are_bit_identical_to_single_chains(model_id, mnist):
+    from archiver.chain import decode_chunks, encode_chunks
+
+    model = get_model(model_id)
+    chunks = [(mnist[0:7], 0, {}), (mnist[7:10], 1, {}), (mnist[10:21], 2, {"labels": np.arange(11)})]
+    together = encode_chunks(model, chunks)
+    assert together == [encode_chunk(model, items, chunk=i, side=side) for items, i, side in chunks]
+    decoded = decode_chunks(model, [(p, len(c[0]), c[1]) for p, c in zip(together, chunks)], (28, 28),
+                            np.dtype(np.uint8))
+    assert all(np.array_equal(out, c[0]) for (out, _), c in zip(decoded, chunks))
+    assert decoded[2][1]["labels"].tolist() == list(range(11))
