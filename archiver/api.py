@@ -15,7 +15,7 @@ from formats.errors import CorruptArchiveError, ModelError, UsageError
 from formats.outputs import open_sink
 
 from .chain import decode_chunks
-from .pipeline import FORMAT_NAME, codec_parameters, in_order, process_pool, raw_hash
+from .pipeline import FORMAT_NAME, auto_lockstep, codec_parameters, in_order, process_pool, raw_hash
 from .plugins import get_model
 
 
@@ -182,13 +182,15 @@ class Archive:
         return reports
 
     def extract(self, output, dataset: str | None = None, progress=None, workers: int = 1,
-                executor: Executor | None = None, lockstep: int = 8) -> None:
+                executor: Executor | None = None, lockstep: int | None = None) -> None:
         """Decode everything into ``output`` (.npy, or HDF5 with ``file.h5:/key``); atomic like compression.
         ``workers``/``executor`` decode chunks in parallel (as in ``compress``); this process writes in order."""
         stored = np.dtype(self.metadata.get("source_dtype", self.dtype))
         with ExitStack() as resources:
             sink = resources.enter_context(open_sink(output, self.shape, stored, dataset=dataset))
             pool = executor or (resources.enter_context(process_pool(workers)) if workers > 1 else None)
+            item_bytes = int(np.prod(self.item_shape, dtype=np.int64)) * self.dtype.itemsize
+            lockstep = lockstep or auto_lockstep(self.metadata["chunk_size"], item_bytes)
             groups = [list(range(c, min(c + lockstep, self.chunk_count))) for c in range(0, self.chunk_count, lockstep)]
             if pool is None:
                 decoded = ((g, None, [items for items, _ in self._decode_many(g)]) for g in groups)

@@ -9,12 +9,14 @@ Payload of a chunk: u32 number of items stored in the header, then the ANS messa
 """
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 import zstandard
+from threadpoolctl import threadpool_limits
 
 from formats.errors import CodingError, CorruptArchiveError
 
@@ -116,6 +118,20 @@ def _push_round(model: Model, chains: list[_Encoder]) -> list[_Encoder]:
     return chains
 
 
+def single_threaded_blas(fn):
+    """The network calls here are small matrix products, one per item: multi-threaded BLAS makes them slower
+    (10x when the cores are busy, measured), so coding runs BLAS on one thread; use ``workers`` for parallelism.
+    Exactness does not depend on this (see plugins.intnet)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@single_threaded_blas
 def encode_chunks(model: Model, chunks: list[tuple[np.ndarray, int, dict]], progress=None) -> list[bytes]:
     """Code chunks ``(items, chunk index, side data)``, each as its own chain, in lockstep: the chains advance
     item by item together so each network call serves all of them. Each payload is bit-identical to coding
@@ -189,6 +205,7 @@ def _guard(chain: _Decoder, op, *args):
         raise CorruptArchiveError(f"chunk {chain.chunk}: the coded data is damaged ({exc})", chunk=chain.chunk) from None
 
 
+@single_threaded_blas
 def decode_chunks(model: Model, payloads: list[tuple[bytes, int, int]], item_shape: tuple[int, ...],
                   dtype: np.dtype, progress=None) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Decode chunks ``(payload, item count, chunk index)`` in lockstep (see ``encode_chunks``)."""

@@ -71,7 +71,7 @@ class CompressResult:
 
 def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dataset: str | None = None,
              labels=None, progress=None, workers: int = 1, executor: Executor | None = None,
-             lockstep: int = 8) -> CompressResult:
+             lockstep: int | None = None) -> CompressResult:
     """Compress ``source`` (path, ``file.h5:/key``, or array) into the archive ``path``.
 
     ``labels``: optional per-item side data (array or source spec) stored in each chunk's header.
@@ -80,7 +80,7 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dat
     ``client.get_executor()`` works). Chunks are read, and written in order, by this process alone; at most
     ``2 * workers`` chunks are in flight, so memory stays bounded.
     ``lockstep``: chunks coded together, sharing network calls (see ``chain.encode_chunks``); the bytes do not
-    depend on it.
+    depend on it. By default as many as fit in ``LOCKSTEP_BYTES`` of items (1 to 64).
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk size must be a positive integer, got {chunk_size!r}")
@@ -104,6 +104,9 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dat
                        weights_sha256=m.weights_sha256(), **m.info()),
             codec=codec_parameters(), side=["labels"] if side_src is not None else [],
         )
+        item_bytes = int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
+        lockstep = lockstep or auto_lockstep(chunk_size, item_bytes)
+
         def groups():
             """Up to ``lockstep`` consecutive chunks at a time: (index, start, items, side) each."""
             group = []
@@ -138,6 +141,15 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = 1000, dat
         raw_bytes = n * int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
         return CompressResult(str(path), n, writer.chunk_count, tuple(src.item_shape), np.dtype(src.dtype).str,
                               raw_bytes, os.stat(path).st_size, time.perf_counter() - started)
+
+
+LOCKSTEP_BYTES = 64 << 20
+
+
+def auto_lockstep(chunk_size: int, item_bytes: int) -> int:
+    """How many chunks to code in lockstep: more chains share each network call, but all their items sit in
+    memory (per worker), so stay within ``LOCKSTEP_BYTES``."""
+    return int(min(64, max(1, LOCKSTEP_BYTES // max(1, chunk_size * item_bytes))))
 
 
 def encode_job(model_id: str, chunks: list) -> list[bytes]:
