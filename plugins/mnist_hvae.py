@@ -7,7 +7,6 @@ discretised logistic mixture per pixel. Networks: ``plugins.training.hvae``.
 from __future__ import annotations
 
 from functools import cached_property
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,9 @@ from archiver import fixedpoint as fp
 from archiver.codecs import Grid, LogisticMixture
 from archiver.hookspecs import hookimpl
 from archiver.model import LatentLayer, Model
-from formats.errors import ModelError
 from plugins.intconv import load_nets
 from plugins.intnet import affine_floor
+from plugins.weightfiles import load_model_weights
 
 LATENT_BITS = 12
 
@@ -36,11 +35,7 @@ class MnistHVAE(Model):
 
     @cached_property
     def _loaded(self):
-        path = self.weights if isinstance(self.weights, Path) else files("plugins") / "weights" / self.weights
-        try:
-            return load_nets(path)
-        except FileNotFoundError:
-            raise ModelError(f"model {self.id!r}: weights file {path} is missing; reinstall bbarc") from None
+        return load_model_weights(self.id, self.weights, load_nets)
 
     @property
     def latent_layers(self):

@@ -7,7 +7,6 @@ likelihood is a 2-component discretised logistic mixture per pixel; the binary o
 from __future__ import annotations
 
 from functools import cached_property
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,9 @@ from archiver import fixedpoint as fp
 from archiver.codecs import Grid, LogisticMixture
 from archiver.hookspecs import hookimpl
 from archiver.model import LatentLayer, Model
-from formats.errors import ModelError, UsageError
+from formats.errors import UsageError
 from plugins.intnet import affine_floor, load_weights
+from plugins.weightfiles import load_model_weights
 
 LATENT_BITS = 12
 
@@ -40,11 +40,7 @@ class MnistVAE(Model):
 
     @cached_property
     def _loaded(self):
-        path = self.weights if isinstance(self.weights, Path) else files("plugins") / "weights" / self.weights
-        try:
-            return load_weights(path)
-        except FileNotFoundError:
-            raise ModelError(f"model {self.id!r}: weights file {path} is missing; reinstall bbarc") from None
+        return load_model_weights(self.id, self.weights, load_weights)
 
     @property
     def latent_layers(self):

@@ -50,13 +50,17 @@ def quantise(seq: torch.nn.Sequential, calib: np.ndarray, in_scale: float, in_mu
     return IntMLP(tuple(ws), tuple(bs), tuple(rescale)), acc_scale
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def export_arguments(doc: str, calibration: int) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--calibration", type=int, default=5000, help="training images used to calibrate ranges")
-    args = ap.parse_args()
+    ap.add_argument("--calibration", type=int, default=calibration, help="training images used to calibrate ranges")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = export_arguments(__doc__, calibration=5000)
     ckpt = torch.load(args.checkpoint, map_location="cpu")
     cfg = ckpt["config"]
     model = MLPVAE(**cfg)

@@ -7,9 +7,7 @@ largest value seen, with 25 % headroom). See ``plugins.intconv`` for why inferen
 """
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,8 +16,9 @@ from torch.nn import functional as F
 
 from archiver import fixedpoint as fp
 from plugins.intconv import ACT_MAX, WEIGHT_MAX, Conv, IntConvNet, Relu, Residual, Shuffle, save_nets
+from plugins.training.export import export_arguments
 from plugins.training.hvae import HVAE, ResBlock, sample, split_logistic
-from plugins.training.train_vae import DEFAULT_DATA, load_idx_images
+from plugins.training.train_vae import load_idx_images
 from plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN
 
 HEADROOM = 1.25
@@ -86,12 +85,7 @@ def quantise_net(net: nn.Sequential, x: torch.Tensor, in_scale: float) -> tuple[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoint", type=Path)
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--calibration", type=int, default=2000, help="training images used to calibrate ranges")
-    args = ap.parse_args()
+    args = export_arguments(__doc__, calibration=2000)
     ckpt = torch.load(args.checkpoint, map_location="cpu")
     model = HVAE(**ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
