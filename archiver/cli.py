@@ -158,6 +158,34 @@ def models(as_json: bool = typer.Option(False, "--json")):
 
 
 @app.command()
+def bench(
+    input: str = typer.Argument(..., help="a .npy, .h5 (file.h5:/key), or MNIST IDX (.gz) file"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),
+    model: str = typer.Option("mnist-vae", "--model", "-m"),
+    chunk_size: int = typer.Option(1000, "--chunk-size", "-c", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items only"),
+    workers: int = typer.Option(1, "--workers", "-w", min=1),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="save a rate-vs-speed plot (PNG)"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Measure bbarc against gzip, bzip2, xz, zstd and PNG on the same data, in the same run."""
+    from . import bench as bench_mod
+
+    with err.status("benchmarking") as status:
+        rows = bench_mod.bench(input, model, chunk_size, dataset, limit, workers,
+                               progress=lambda name: status.update(f"benchmarking: {name} done"))
+    if plot:
+        bench_mod.plot(rows, plot, f"{input} ({model}, chunk {chunk_size})")
+    if as_json:
+        return emit(dict(input=input, model=model, chunk_size=chunk_size, rows=bench_mod.as_dicts(rows)), True, "")
+    table = Table("codec", "bits/dim", "compress items/s", "decompress items/s", "compress /CPU-s", "identical")
+    for r in rows:
+        table.add_row(r.codec, f"{r.bits_per_dim:.4f}", f"{r.compress_items_per_s:,.0f}",
+                      f"{r.decompress_items_per_s:,.0f}", f"{r.compress_items_per_cpu_s:,.0f}", str(r.identical))
+    out.print(table)
+
+
+@app.command()
 def demo(
     workdir: Path = typer.Option(Path("bbarc-demo"), help="where to write the demo files"),
     model: str = typer.Option("mnist-vae", "--model", "-m"),

@@ -9,10 +9,7 @@ b = (RandomState(0).random_sample(x.shape) < x / 255).astype(uint8). Times are w
 from __future__ import annotations
 
 import argparse
-import bz2
-import gzip
 import json
-import lzma
 import os
 import platform
 import sys
@@ -21,9 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import zstandard
-
 import archiver
+from archiver import bench
 from archiver.chain import _header_bytes
 from formats.container import ArchiveReader
 from formats.inputs import open_source
@@ -37,20 +33,14 @@ def timed(fn):
     return out, time.perf_counter() - w, time.process_time() - c
 
 
-def baselines(raw: bytes, dims: int) -> list[dict]:
-    coders = {
-        "xz -9e": (lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
-        "zstd -19": (lambda b: zstandard.ZstdCompressor(level=19).compress(b), zstandard.ZstdDecompressor().decompress),
-        "zstd -3": (lambda b: zstandard.ZstdCompressor(level=3).compress(b), zstandard.ZstdDecompressor().decompress),
-        "gzip -9": (lambda b: gzip.compress(b, 9), gzip.decompress),
-        "bzip2 -9": (lambda b: bz2.compress(b, 9), bz2.decompress),
-    }
+def baseline_rows(data: np.ndarray) -> list[dict]:
     rows = []
-    for name, (enc, dec) in coders.items():
+    for name, (enc, dec) in bench.baselines(data).items():
+        raw = data.tobytes()
         blob, ew, ec = timed(lambda: enc(raw))
         back, dw, dc = timed(lambda: dec(blob))
         assert back == raw
-        rows.append(dict(codec=name, bits_per_dim=8 * len(blob) / dims, compress_s=ew, decompress_s=dw,
+        rows.append(dict(codec=name, bits_per_dim=8 * len(blob) / data.size, compress_s=ew, decompress_s=dw,
                          compress_cpu_s=ec, decompress_cpu_s=dc))
     return rows
 
@@ -96,7 +86,7 @@ def main() -> None:
             models = [m for m in args.models if m.endswith("binary") == (kind == "binary")]
             if not models:
                 continue
-            rows = baselines(data.tobytes(), data.size)
+            rows = baseline_rows(data)
             for model in models:
                 for chunk in args.chunk_sizes:
                     rows.append(bbarc_row(data, model, chunk, Path(tmp)))

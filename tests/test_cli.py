@@ -104,3 +104,12 @@ def test_models_lists_builtins_with_distribution_and_hooks():
     assert {"mnist-vae", "mnist-vae-binary", "zstd"} <= set(ids)
     assert ids["mnist-vae"]["distribution"] == "bbarc" and ids["mnist-vae"]["hooks"] == ["register_models"]
     assert all(p["hooks"] == ["register_models"] for p in data["plugins"])
+
+
+def test_bench_reports_bbarc_and_baselines_with_a_plot(tmp_path):
+    run = bbarc("bench", SAMPLE, "--limit", 30, "--chunk-size", 10, "--json", "--plot", tmp_path / "p.png")
+    rows = {r["codec"]: r for r in json.loads(run.stdout)["rows"]}
+    assert {"xz -9e", "zstd -19", "gzip -9", "bzip2 -9", "PNG (per image, optimize)"} <= set(rows)
+    assert all(r["identical"] for r in rows.values())
+    assert rows["bbarc mnist-vae (chunk 10)"]["bits_per_dim"] < rows["PNG (per image, optimize)"]["bits_per_dim"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
