@@ -25,6 +25,7 @@ from .codecs import Bytes, Uniform
 from .model import Model
 
 HEADER_VERSION = 1
+Q1_BLOCK = 256
 ZSTD_LEVEL = 19
 
 
@@ -66,10 +67,18 @@ class _Encoder:
     items: np.ndarray
     chunk: int
     side: dict
-    q1: object  # q(z1|x) for all the chunk's items (None for header-only models)
     n_header: int = 0
     stack: AnsStack | None = None
     next: int = 0
+    _q1: tuple = (-1, None)
+
+    def q1(self, i: int, size: int):
+        """q(z1|x_i). x is known when encoding, so q(z1|x) comes from one network call per block of items
+        (blocks bound the memory a convolutional network needs)."""
+        block = i // Q1_BLOCK
+        if self._q1[0] != block:
+            self._q1 = (block, self.model.posterior(1, self.items[block * Q1_BLOCK : (block + 1) * Q1_BLOCK]))
+        return _rows(self._q1[1], i - block * Q1_BLOCK, size)
 
     def restart(self) -> None:
         """(Re)seed the chain with the header; called again with one more verbatim item if the seed was short."""
@@ -95,7 +104,7 @@ def _push_round(model: Model, chains: list[_Encoder]) -> list[_Encoder]:
         q = None if layer == 1 else model.posterior(layer, raw)
         zs, ok = [], []
         for j, c in enumerate(chains):
-            codec = _rows(c.q1, c.next, spec.size) if layer == 1 else _rows(q, j, spec.size)
+            codec = c.q1(c.next, spec.size) if layer == 1 else _rows(q, j, spec.size)
             try:
                 zs.append(codec.pop(c.stack))
                 ok.append(j)
@@ -139,9 +148,7 @@ def encode_chunks(model: Model, chunks: list[tuple[np.ndarray, int, dict]], prog
     chains = []
     for items, chunk, side in chunks:
         header_only = model.header_only or len(items) == 0
-        # x is known when encoding, so q(z1|x) for a whole chunk comes from one batched network call.
-        c = _Encoder(model, items, chunk, side or {}, None if header_only else model.posterior(1, items),
-                     n_header=len(items) if header_only else 0)
+        c = _Encoder(model, items, chunk, side or {}, n_header=len(items) if header_only else 0)
         c.restart()
         chains.append(c)
     while active := [c for c in chains if c.next < len(c.items)]:
