@@ -9,7 +9,6 @@ import bz2
 import gzip
 import io
 import lzma
-import os
 import resource
 import tempfile
 import time
@@ -147,6 +146,3 @@ def plot(rows: list[BenchRow], path, title: str) -> None:
 def as_dicts(rows: list[BenchRow]) -> list[dict]:
     return [asdict(r) for r in rows]
 
-
-def machine() -> dict:
-    return dict(cpus=os.cpu_count())

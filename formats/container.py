@@ -165,6 +165,17 @@ class ArchiveWriter:
             pass
 
 
+def _checked_index(value, count: int, what: str, holds: str) -> int:
+    """``value`` as an int in [0, count), or a UsageError naming ``what`` and what the archive ``holds``."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise UsageError(f"{what} number must be an integer, got {type(value).__name__}") from None
+    if not 0 <= value < count:
+        raise UsageError(f"{what} {value} is out of range: {holds}")
+    return value
+
+
 def _open_readonly(path: str) -> int:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -241,12 +252,7 @@ class ArchiveReader:
 
     def chunk_for_item(self, item: int) -> int:
         """Index of the chunk holding item number ``item``."""
-        try:
-            item = operator.index(item)
-        except TypeError:
-            raise UsageError(f"item number must be an integer, got {type(item).__name__}") from None
-        if not 0 <= item < self.item_count:
-            raise UsageError(f"item {item} is out of range: {self.path!r} holds items 0..{self.item_count - 1}")
+        item = _checked_index(item, self.item_count, "item", f"{self.path!r} holds items 0..{self.item_count - 1}")
         return bisect.bisect_right(self._firsts, item) - 1
 
     def verify(self) -> list[tuple[int, str | None]]:
@@ -377,13 +383,8 @@ class ArchiveReader:
     # -- helpers ------------------------------------------------------------------------------
 
     def _entry(self, i: int) -> ChunkEntry:
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise UsageError(f"chunk number must be an integer, got {type(i).__name__}") from None
-        if not 0 <= i < len(self._chunks):
-            raise UsageError(f"chunk {i} is out of range: {self.path!r} has {len(self._chunks)} chunks")
-        return self._chunks[i]
+        n = len(self._chunks)
+        return self._chunks[_checked_index(i, n, "chunk", f"{self.path!r} has {n} chunks")]
 
     def _pread(self, n: int, offset: int) -> bytes:
         fd = self._fd

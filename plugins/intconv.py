@@ -7,14 +7,13 @@ with one IEEE multiply and a floor. Residual additions and pixel shuffles are ex
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float(1 << 15)
 WEIGHT_MAX = (1 << 15) - 1
@@ -138,20 +137,13 @@ def _build(desc: dict, prefix: str, arrays: dict):
 def save_nets(path: Path, nets: dict[str, IntConvNet], extra: dict[str, np.ndarray], config: dict) -> None:
     arrays: dict[str, np.ndarray] = {}
     graph = {name: [_describe(op, f"{name}.{i}", arrays) for i, op in enumerate(net.ops)] for name, net in nets.items()}
-    arrays["config"] = np.frombuffer(json.dumps(dict(config=config, graph=graph), sort_keys=True).encode(), np.uint8)
-    arrays.update(extra)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    Path(path).write_bytes(buf.getvalue())
+    write_weights(path, {**arrays, **extra}, dict(config=config, graph=graph))
 
 
 def load_nets(path) -> tuple[dict, dict[str, IntConvNet], dict[str, np.ndarray], str]:
     """Returns (config, networks, other arrays, sha256 of the file)."""
-    raw = Path(path).read_bytes() if isinstance(path, (str, Path)) else path.read_bytes()
-    with np.load(io.BytesIO(raw)) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays.pop("config").tobytes())
+    meta, arrays, digest = read_weights(path)
     nets = {name: IntConvNet([_build(d, f"{name}.{i}", arrays) for i, d in enumerate(ops)])
             for name, ops in meta["graph"].items()}
     extra = {k: v for k, v in arrays.items() if k.split(".")[0] not in nets or k.endswith(("out_mul", "out_add"))}
-    return meta["config"], nets, extra, hashlib.sha256(raw).hexdigest()
+    return meta["config"], nets, extra, digest

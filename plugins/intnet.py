@@ -7,13 +7,12 @@ per value (correctly rounded, so identical everywhere). The result: the same int
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float((1 << 16) - 1)
 WEIGHT_MAX = (1 << 15) - 1
@@ -49,26 +48,19 @@ def affine_floor(acc: np.ndarray, mul: np.ndarray, add: np.ndarray) -> np.ndarra
 
 
 def save_weights(path: Path, nets: dict[str, IntMLP], extra: dict[str, np.ndarray], config: dict) -> None:
-    arrays: dict[str, np.ndarray] = {"config": np.frombuffer(json.dumps(config, sort_keys=True).encode(), np.uint8)}
+    arrays: dict[str, np.ndarray] = {}
     for name, net in nets.items():
         for i, (w, b) in enumerate(zip(net.weights, net.biases)):
             arrays[f"{name}.w{i}"] = w.astype(np.int16)
             arrays[f"{name}.b{i}"] = b.astype(np.int64)
         for i, r in enumerate(net.rescale):
             arrays[f"{name}.r{i}"] = r.astype(np.float64)
-    arrays.update(extra)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    Path(path).write_bytes(buf.getvalue())
+    write_weights(path, {**arrays, **extra}, config)
 
 
-def load_weights(path: Path) -> tuple[dict, dict[str, IntMLP], dict[str, np.ndarray], str]:
+def load_weights(path) -> tuple[dict, dict[str, IntMLP], dict[str, np.ndarray], str]:
     """Returns (config, networks, other arrays, sha256 of the file)."""
-    raw = Path(path).read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    with np.load(io.BytesIO(raw)) as z:
-        arrays = {k: z[k] for k in z.files}
-    config = json.loads(arrays.pop("config").tobytes())
+    config, arrays, digest = read_weights(path)
     nets = {}
     for name in sorted({k.split(".")[0] for k in arrays if ".w" in k}):
         n = sum(1 for k in arrays if k.startswith(f"{name}.w"))
