@@ -89,6 +89,15 @@ class Grid:
 
     name: str
     edges: np.ndarray = field(repr=False, compare=False)
+    step: int = field(init=False, repr=False, compare=False)  # edge spacing when uniform (a faster pop), else 0
+
+    def __post_init__(self):
+        edges = np.asarray(self.edges)
+        if edges.dtype != np.int64 or edges.ndim != 1 or (np.diff(edges) <= 0).any() or (
+                len(edges) and np.abs(edges).max() > 1 << 30):
+            raise CodingError(f"grid {self.name!r}: edges must be rising int64 values within +-2**30 (fixed point)")
+        diffs = np.unique(np.diff(edges))
+        object.__setattr__(self, "step", int(diffs[0]) if len(diffs) == 1 else 0)
 
     @property
     def symbols(self) -> int:
@@ -161,7 +170,7 @@ class LogisticMixture:
         return len(self.mean)
 
     def _args(self):
-        return self.grid.edges, self.mean, self._inv, self.weights, fp.sigmoid_table(), self.prec, self.floor
+        return self.grid.edges, self.grid.step, self.mean, self._inv, self.weights, fp.sigmoid_table(), self.prec, self.floor
 
     def push(self, stack: AnsStack, symbols) -> None:
         arr = _symbols(symbols, len(self), self.grid.symbols)

@@ -22,6 +22,8 @@ INV_SCALE_BITS = 24
 _FRAC = POS_BITS - SIG_STEP_BITS
 _SPAN = (2 * SIG_RANGE) << POS_BITS
 _PROD_LIMIT = np.int64(1) << np.int64(62)
+_SAFE_INV = np.int64(1) << np.int64(31)
+_POS_INV_SCALE = float(1 << (POS_BITS + INV_SCALE_BITS))
 
 jit = numba.njit(cache=True, nogil=True)
 
@@ -115,6 +117,28 @@ def _sigmoid(t, table):
 
 
 @jit
+def _mass(e, mu, inv, w, table):
+    """Sum over components of weight * sigmoid((e - mean) / scale): the unnormalised mixture CDF at edge e."""
+    c = np.int64(0)
+    for m in range(len(mu)):
+        if w[m] == 0:
+            continue
+        d = e - mu[m]
+        if inv[m] < _SAFE_INV:  # |d| < 2**31 (means and edges lie within 2**30): the product cannot overflow
+            s = _sigmoid((d * inv[m]) >> INV_SCALE_BITS, table)
+        else:  # beyond this limit the sigmoid saturates anyway; the limit only avoids overflow
+            lim = _PROD_LIMIT // inv[m]
+            if d >= lim:
+                s = table[len(table) - 1]
+            elif d <= -lim:
+                s = table[0]
+            else:
+                s = _sigmoid((d * inv[m]) >> INV_SCALE_BITS, table)
+        c += w[m] * s
+    return c
+
+
+@jit
 def _cdf(k, edges, mu, inv, w, wsum, table, prec, floor):
     """Integer CDF of symbol boundary k. With ``floor`` every symbol keeps frequency >= 1 (the '+ k' term);
     without it, symbols in the far tails get frequency 0 and can be popped never and pushed never."""
@@ -123,28 +147,72 @@ def _cdf(k, edges, mu, inv, w, wsum, table, prec, floor):
         return np.int64(0)
     if k >= n_sym:
         return np.int64(1) << np.int64(prec)
-    e = edges[k - 1]
-    c = np.int64(0)
-    top = table[len(table) - 1]
-    for m in range(len(mu)):
-        if w[m] == 0:
-            continue
-        d = e - mu[m]
-        lim = _PROD_LIMIT // inv[m]
-        if d >= lim:
-            s = top
-        elif d <= -lim:
-            s = table[0]
-        else:
-            s = _sigmoid((d * inv[m]) >> INV_SCALE_BITS, table)
-        c += w[m] * s
-    if floor:
-        return (c * ((np.int64(1) << np.int64(prec)) - n_sym)) // (wsum * top) + k
-    return (c << np.int64(prec)) // (wsum * top)
+    return _finish(_mass(edges[k - 1], mu, inv, w, table), k, n_sym, wsum * table[len(table) - 1], prec, floor)
 
 
 @jit
-def push_mixture(state, buf, symbols, edges, mu, inv, w, table, prec, floor):
+def _finish(c, k, n_sym, denom, prec, floor):
+    if floor:
+        return (c * ((np.int64(1) << np.int64(prec)) - n_sym)) // denom + k
+    return (c << np.int64(prec)) // denom
+
+
+@jit
+def _at_or_below(k, cf, edges, mu, inv, w, denom, table, prec, floor):
+    """CDF(k) <= cf, decided without the division of ``_cdf``: floor(c * A / D) + f <= cf  <=>  c * A < (cf - f + 1) * D.
+    Both products stay below 2**62 for the precisions ``codecs.max_precision`` allows."""
+    if k <= 0:
+        return True
+    n_sym = len(edges) + 1
+    if k >= n_sym:
+        return False
+    c = _mass(edges[k - 1], mu, inv, w, table)
+    if floor:
+        return c * ((np.int64(1) << np.int64(prec)) - n_sym) < (cf - k + 1) * denom
+    return (c << np.int64(prec)) < (cf + 1) * denom
+
+
+@jit
+def _search_sorted(values, x):
+    """Number of entries of the ascending ``values`` that are <= x (written so the compiler can avoid branches)."""
+    n = len(values)
+    if n == 0 or values[0] > x:
+        return 0
+    base = 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if values[base + half] <= x else base
+        n -= half
+    return base + 1
+
+
+@jit
+def _guess(cf, edges, step, mu, inv, w, prec):
+    """The symbol whose slot probably holds ``cf``: the inverse CDF of the heaviest component, located on the
+    grid (directly when its edges are ``step`` apart, else by search). Only a starting point for the exact
+    integer search, so floating point is fine here: the popped symbol never depends on it."""
+    m = 0
+    for j in range(1, len(w)):
+        if w[j] > w[m]:
+            m = j
+    u = (cf + 0.5) / (np.int64(1) << np.int64(prec))
+    e = mu[m] + np.log(u / (1.0 - u)) * _POS_INV_SCALE / inv[m]
+    if step > 0:
+        g = (e - edges[0]) / step + 1.0
+        if g <= 0.0:
+            return 0
+        if g >= len(edges):
+            return len(edges)
+        return np.int64(g)
+    if e >= 9.0e18:
+        return len(edges)
+    if e <= -9.0e18:
+        return 0
+    return _search_sorted(edges, np.int64(e))
+
+
+@jit
+def push_mixture(state, buf, symbols, edges, step, mu, inv, w, table, prec, floor):
     for i in range(len(symbols) - 1, -1, -1):
         wsum = w[i].sum()
         lo = _cdf(symbols[i], edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
@@ -156,21 +224,49 @@ def push_mixture(state, buf, symbols, edges, mu, inv, w, table, prec, floor):
 
 
 @jit
-def pop_mixture(state, buf, out, edges, mu, inv, w, table, prec, floor):
+def pop_mixture(state, buf, out, edges, step, mu, inv, w, table, prec, floor):
+    """Find the symbol k with CDF(k) <= cf < CDF(k + 1): gallop outwards from a guess (``_guess``), then bisect,
+    comparing without divisions. About 3 CDF evaluations per MNIST pixel instead of 8; the symbol found is the
+    same whatever the guess."""
     mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
     n_sym = len(edges) + 1
+    top = table[len(table) - 1]
     for i in range(len(out)):
-        wsum = w[i].sum()
+        mu_i, inv_i, w_i = mu[i], inv[i], w[i]
+        denom = w_i.sum() * top
         cf = np.int64(state[0] & mask)
-        lo, hi = 0, n_sym
-        c_lo, c_hi = np.int64(0), np.int64(1) << np.int64(prec)
+        g = _guess(cf, edges, step, mu_i, inv_i, w_i, prec) if n_sym > 4 else 1
+        step_k = 1
+        if _at_or_below(g, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
+            lo = g
+            while True:
+                hi = lo + step_k
+                if hi >= n_sym:
+                    hi = n_sym
+                    break
+                if not _at_or_below(hi, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
+                    break
+                lo = hi
+                step_k <<= 1
+        else:
+            hi = g
+            while True:
+                lo = hi - step_k
+                if lo <= 0:
+                    lo = 0
+                    break
+                if _at_or_below(lo, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
+                    break
+                hi = lo
+                step_k <<= 1
         while hi - lo > 1:
             mid = (lo + hi) >> 1
-            c = _cdf(mid, edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
-            if c <= cf:
-                lo, c_lo = mid, c
+            if _at_or_below(mid, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
+                lo = mid
             else:
-                hi, c_hi = mid, c
+                hi = mid
+        c_lo = _cdf(lo, edges, mu_i, inv_i, w_i, w_i.sum(), table, prec, floor)
+        c_hi = _cdf(hi, edges, mu_i, inv_i, w_i, w_i.sum(), table, prec, floor)
         if not _pop(state, buf, cf, c_lo, c_hi - c_lo, prec):
             return i
         out[i] = lo
@@ -178,7 +274,7 @@ def pop_mixture(state, buf, out, edges, mu, inv, w, table, prec, floor):
 
 
 @jit
-def mixture_cdf_rows(edges, mu, inv, w, table, prec, floor, out):
+def mixture_cdf_rows(edges, step, mu, inv, w, table, prec, floor, out):
     """Full integer CDF tables (n, S+1); for tests and cost accounting, never on the coding path."""
     for i in range(mu.shape[0]):
         wsum = w[i].sum()
