@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from formats.container import ArchiveReader
-from formats.errors import CorruptArchiveError, ModelError, UsageError
+from formats.errors import CorruptArchiveError, UsageError
 from formats.outputs import open_sink
 
 from .chain import decode_chunks
@@ -76,13 +76,7 @@ class Archive:
         """The plugin model this archive needs, checked against the recorded weights hash and codec scheme."""
         if self._model is None:
             want = self.metadata["model"]
-            model = get_model(want["id"])
-            if model.weights_sha256() != want["weights_sha256"]:
-                raise ModelError(
-                    f"{self.path} was written with model {want['id']!r} weights sha256 {want['weights_sha256'][:16]}…, "
-                    f"the installed plugin ({want.get('distribution')}) has {model.weights_sha256()[:16]}…: install "
-                    f"the plugin version that wrote it ({want.get('distribution')} {want.get('version')})"
-                )
+            model = get_model(want["id"], want["weights_sha256"])
             ours, theirs = codec_parameters(), self.metadata["codec"]
             if ours != theirs:
                 diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))

@@ -46,6 +46,11 @@ class Model:
         """sha256 of the weights the integers come from; an archive is only decoded with the same weights."""
         raise NotImplementedError
 
+    def with_weights(self, sha256: str) -> "Model | None":
+        """This model with the weights of hash ``sha256``, to decode an archive written by an earlier version of
+        the plugin; None if the plugin does not ship them. New archives always use the default weights."""
+        return self if self.weights_sha256() == sha256 else None
+
     def posterior(self, layer: int, below: np.ndarray):
         """q(z_layer | below) for a batch: ``below`` is items (layer 1) or bin indices of z_{layer-1}."""
         raise NotImplementedError

@@ -65,7 +65,17 @@ def list_plugins(pm: pluggy.PluginManager | None = None) -> list[dict]:
 
 
 @lru_cache(maxsize=None)
-def get_model(model_id: str) -> Model:
+def get_model(model_id: str, weights_sha256: str | None = None) -> Model:
+    """The model ``model_id`` with its default weights, or with the weights of the given hash (older archives)."""
+    if weights_sha256 is not None:
+        model = get_model(model_id).with_weights(weights_sha256)
+        if model is None:
+            entry = model_entry(model_id)
+            raise ModelError(
+                f"model {model_id!r} of {entry.distribution} {entry.version} does not have weights with sha256 "
+                f"{weights_sha256[:16]}…: install the plugin version that wrote the archive"
+            )
+        return model
     entries = model_entries()
     if model_id not in entries:
         known = ", ".join(sorted(entries)) or "none"

@@ -1,8 +1,11 @@
 """Integer-exact MLP inference in numpy.
 
-Weights are integers (|w| < 2**15), activations integers in [0, 2**16), fan-in <= 2**10: every product and every
+Weights are integers (|w| < 2**15), activations integers in [0, act_max], fan-in <= 2**10: every product and every
 partial sum of a layer is an integer below 2**53, so a float64 matrix product is exact whatever the BLAS, the
-summation order, the batch size or the thread count. Rescaling between layers is one IEEE multiply and a floor
+summation order, the batch size or the thread count. A layer whose rows also satisfy
+``sum(|w|) * (largest input) + |b| < 2**24`` is computed in float32 instead (twice as fast): every partial sum is
+then an integer below 2**24, exact in float32, so the result is the same integers. Weight files exported with
+``--float32`` are quantised to meet that bound. Rescaling between layers is one IEEE float64 multiply and a floor
 per value (correctly rounded, so identical everywhere). The result: the same integers on every machine.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ from plugins.weightfiles import read_weights, write_weights
 ACT_MAX = float((1 << 16) - 1)
 WEIGHT_MAX = (1 << 15) - 1
 MAX_FAN_IN = 1 << 10
+F32_EXACT = float(1 << 24)  # integers below this are exact in float32, and so is every partial sum
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,20 +30,36 @@ class IntMLP:
     weights: tuple[np.ndarray, ...]  # float64, integer-valued, (out, in)
     biases: tuple[np.ndarray, ...]  # float64, integer-valued, (out,)
     rescale: tuple[np.ndarray, ...]  # float64 per-row multipliers taking a hidden accumulator to the next input
+    act_max: tuple[float, ...] = ()  # per hidden layer, the clip of its activations (default ACT_MAX)
+    in_max: float = np.inf  # bound on |input| of the first layer, if known (unknown: float64 there)
 
     def __post_init__(self):
         for w in self.weights:
             if w.shape[1] > MAX_FAN_IN or np.abs(w).max() > WEIGHT_MAX or (w != np.round(w)).any():
                 raise ValueError("IntMLP weights must be integers below 2**15 with fan-in <= 1024 (exactness bound)")
+        act_max = tuple(self.act_max) or (ACT_MAX,) * (len(self.weights) - 1)
+        if len(act_max) != len(self.weights) - 1 or max(act_max, default=0) > ACT_MAX:
+            raise ValueError(f"IntMLP needs one activation clip <= {ACT_MAX:.0f} per hidden layer")
+        object.__setattr__(self, "act_max", act_max)
+        bounds = (self.in_max, *act_max)
+        exact32 = [bool((np.abs(w).sum(axis=1) * bound + np.abs(b) < F32_EXACT).all())
+                   for w, b, bound in zip(self.weights, self.biases, bounds)]
+        object.__setattr__(self, "_dtypes", tuple(np.float32 if e else np.float64 for e in exact32))
+        object.__setattr__(self, "_w", tuple(w.astype(dt).T for w, dt in zip(self.weights, self._dtypes)))
+        object.__setattr__(self, "_b", tuple(b.astype(dt) for b, dt in zip(self.biases, self._dtypes)))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        a = np.asarray(x, dtype=np.float64)
+        a = np.asarray(x)
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            acc = a @ w.T + b
+        for i, (wt, b, dt) in enumerate(zip(self._w, self._b, self._dtypes)):
+            acc = a.astype(dt, copy=False) @ wt
+            acc += b
             if i < last:
-                a = np.minimum(np.floor(np.maximum(acc, 0.0) * self.rescale[i]), ACT_MAX)
-        return acc
+                a = np.maximum(acc, 0, dtype=np.float64)
+                a *= self.rescale[i]
+                np.floor(a, out=a)
+                np.minimum(a, self.act_max[i], out=a)
+        return acc.astype(np.float64, copy=False)
 
 
 def affine_floor(acc: np.ndarray, mul: np.ndarray, add: np.ndarray) -> np.ndarray:
@@ -55,6 +75,9 @@ def save_weights(path: Path, nets: dict[str, IntMLP], extra: dict[str, np.ndarra
             arrays[f"{name}.b{i}"] = b.astype(np.int64)
         for i, r in enumerate(net.rescale):
             arrays[f"{name}.r{i}"] = r.astype(np.float64)
+            arrays[f"{name}.m{i}"] = np.float64(net.act_max[i])
+        if np.isfinite(net.in_max):
+            arrays[f"{name}.inmax"] = np.float64(net.in_max)
     write_weights(path, {**arrays, **extra}, config)
 
 
@@ -68,5 +91,7 @@ def load_weights(path) -> tuple[dict, dict[str, IntMLP], dict[str, np.ndarray], 
             tuple(arrays.pop(f"{name}.w{i}").astype(np.float64) for i in range(n)),
             tuple(arrays.pop(f"{name}.b{i}").astype(np.float64) for i in range(n)),
             tuple(arrays.pop(f"{name}.r{i}") for i in range(n - 1)),
+            tuple(float(arrays.pop(f"{name}.m{i}", ACT_MAX)) for i in range(n - 1)),
+            float(arrays.pop(f"{name}.inmax", np.inf)),
         )
     return config, nets, arrays, digest

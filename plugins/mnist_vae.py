@@ -28,11 +28,13 @@ class MnistVAE(Model):
     obs_precision = 20
     latent_precision = 20
 
-    def __init__(self, model_id: str, weights: str | Path, binary: bool):
-        """``weights``: a file name shipped in ``plugins/weights`` or a path (e.g. a freshly exported file)."""
+    def __init__(self, model_id: str, weights: str | Path, binary: bool, older: tuple[str | Path, ...] = ()):
+        """``weights``: a file name shipped in ``plugins/weights`` or a path (e.g. a freshly exported file);
+        ``older``: earlier weight files of the same model, kept so that archives written with them still decode."""
         self.id = model_id
         self.binary = binary
         self.weights = weights
+        self.older = older
         self.description = (
             "binarised MNIST VAE (Bernoulli likelihood), items 28x28 uint8 in {0, 1}" if binary
             else "8-bit MNIST VAE (discretised logistic mixture likelihood), items 28x28 uint8"
@@ -48,6 +50,15 @@ class MnistVAE(Model):
 
     def weights_sha256(self) -> str:
         return self._loaded[3]
+
+    def with_weights(self, sha256: str) -> MnistVAE | None:
+        if sha256 == self.weights_sha256():
+            return self
+        for weights in self.older:
+            other = MnistVAE(self.id, weights, self.binary)
+            if other.weights_sha256() == sha256:
+                return other
+        return None
 
     def info(self) -> dict:
         cfg = self._loaded[0]
@@ -89,5 +100,7 @@ class MnistVAE(Model):
 
 @hookimpl
 def register_models(register):
-    register("mnist-vae", lambda: MnistVAE("mnist-vae", "mnist-vae.npz", binary=False))
-    register("mnist-vae-binary", lambda: MnistVAE("mnist-vae-binary", "mnist-vae-binary.npz", binary=True))
+    # v2 files are quantised to be exact in float32 (twice as fast); the v1 files decode archives written with them
+    register("mnist-vae", lambda: MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False, older=("mnist-vae.npz",)))
+    register("mnist-vae-binary", lambda: MnistVAE(
+        "mnist-vae-binary", "mnist-vae-binary-2.npz", binary=True, older=("mnist-vae-binary.npz",)))

@@ -29,3 +29,15 @@ def test_golden_archive_decodes(path, tmp_path):
 
 def test_every_golden_case_has_a_file():
     assert {p.name.rsplit("-v", 1)[0] for p in GOLDEN.glob("*.bbarc")} == set(CASES)
+
+
+def test_archives_of_earlier_weights_still_decode():
+    """The v1 golden archives were written with the plugins' first weight files, which are no longer the default:
+    decoding them goes through ``Model.with_weights``."""
+    from archiver.plugins import get_model
+
+    for name in ("mnist-vae", "mnist-vae-binary"):
+        with archiver.open(GOLDEN / f"{name}-v1.bbarc") as a:
+            sha = a.metadata["model"]["weights_sha256"]
+            assert sha != get_model(name).weights_sha256()
+            assert a.model().weights_sha256() == sha
