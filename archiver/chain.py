@@ -20,12 +20,11 @@ from threadpoolctl import threadpool_limits
 
 from formats.errors import CodingError, CorruptArchiveError
 
-from .ans import AnsStack
+from .ans import AnsLanes, AnsStack, raise_unpoppable, raise_unpushable
 from .codecs import Bytes, Uniform
 from .model import Model
 
 HEADER_VERSION = 1
-Q1_BLOCK = 256
 ZSTD_LEVEL = 19
 
 
@@ -61,70 +60,55 @@ def _parse_header(raw: bytes, chunk: int) -> tuple[dict, np.ndarray, dict[str, n
 
 @dataclass
 class _Encoder:
-    """One chunk's chain while it is being encoded."""
+    """One chunk's chain while it is being encoded: lane ``lane`` of the shared ``AnsLanes``."""
 
-    model: Model
     items: np.ndarray
     chunk: int
     side: dict
+    lanes: AnsLanes
+    lane: int
     n_header: int = 0
-    stack: AnsStack | None = None
     next: int = 0
-    _q1: tuple = (-1, None)
-
-    def q1(self, i: int, size: int):
-        """q(z1|x_i). x is known when encoding, so q(z1|x) comes from one network call per block of items
-        (blocks bound the memory a convolutional network needs)."""
-        block = i // Q1_BLOCK
-        if self._q1[0] != block:
-            self._q1 = (block, self.model.posterior(1, self.items[block * Q1_BLOCK : (block + 1) * Q1_BLOCK]))
-        return _rows(self._q1[1], i - block * Q1_BLOCK, size)
 
     def restart(self) -> None:
         """(Re)seed the chain with the header; called again with one more verbatim item if the seed was short."""
-        self.stack = AnsStack(capacity=max(1024, self.items.nbytes // 4))
-        Bytes.push(self.stack, _header_bytes(self.items, self.n_header, self.chunk, self.side))
+        self.lanes.reset(self.lane)
+        Bytes.push(self.lanes.stack(self.lane), _header_bytes(self.items, self.n_header, self.chunk, self.side))
         self.next = self.n_header
 
     def payload(self) -> bytes:
-        return struct.pack("<I", self.n_header) + self.stack.to_bytes()
+        return struct.pack("<I", self.n_header) + self.lanes.stack(self.lane).to_bytes()
 
 
-def _rows(codec, j: int, size: int):
-    return codec.take(slice(j * size, (j + 1) * size))
-
-
-def _push_round(model: Model, chains: list[_Encoder]) -> list[_Encoder]:
-    """Push the next item of every chain, in Bit-Swap order, sharing one network call per layer:
-    pop z1 ~ q(z1|x), push x ~ p(x|z1), pop z2 ~ q(z2|z1), push z1 ~ p(z1|z2), ..., push z_L uniformly.
+def _push_round(model: Model, lanes: AnsLanes, chains: list[_Encoder]) -> list[_Encoder]:
+    """Push the next item of every chain, in Bit-Swap order, sharing one network call and one kernel call per
+    layer: pop z1 ~ q(z1|x), push x ~ p(x|z1), pop z2 ~ q(z2|z1), push z1 ~ p(z1|z2), ..., push z_L uniformly.
     A chain whose pop finds too few bits restarts with one more verbatim item. Returns the chains that advanced."""
-    raw = np.stack([c.items[c.next] for c in chains])
-    symbols = model.to_symbols(raw)
-    for layer, spec in enumerate(model.latent_layers, start=1):
-        q = None if layer == 1 else model.posterior(layer, raw)
-        zs, ok = [], []
-        for j, c in enumerate(chains):
-            codec = c.q1(c.next, spec.size) if layer == 1 else _rows(q, j, spec.size)
-            try:
-                zs.append(codec.pop(c.stack))
-                ok.append(j)
-            except CodingError:
+    below = np.stack([c.items[c.next] for c in chains])
+    symbols = model.to_symbols(below)
+    ids = np.array([c.lane for c in chains], dtype=np.int64)
+    for layer in range(1, len(model.latent_layers) + 1):
+        z, status = model.posterior(layer, below).pop_lanes(lanes, ids)
+        if (short := status >= 0).any():
+            for c in (c for c, bad in zip(chains, short) if bad):
                 if c.n_header >= len(c.items):
-                    raise
+                    raise_unpoppable(int(status[chains.index(c)]), z.shape[1])
                 c.n_header += 1
                 c.restart()
-        chains, symbols = [chains[j] for j in ok], symbols[ok]
-        if not chains:
-            return chains
-        raw = np.stack(zs)
-        p = model.conditional(layer, raw)
-        for j, c in enumerate(chains):
-            _rows(p, j, symbols.shape[1]).push(c.stack, symbols[j])
-        symbols = raw
+            keep = ~short
+            chains, ids, z, symbols = [c for c, k in zip(chains, keep) if k], ids[keep], z[keep], symbols[keep]
+            if not chains:
+                return chains
+        _check_pushed(model.conditional(layer, z).push_lanes(lanes, ids, symbols), symbols.shape[1])
+        below = symbols = z
     top = model.latent_layers[-1]
-    for j, c in enumerate(chains):
-        Uniform(top.size, top.bits).push(c.stack, symbols[j])
+    _check_pushed(Uniform(top.size, top.bits).push_lanes(lanes, ids, symbols), top.size)
     return chains
+
+
+def _check_pushed(status: np.ndarray, n: int) -> None:
+    if (status >= 0).any():
+        raise_unpushable(int(status[status >= 0][0]), n)
 
 
 def single_threaded_blas(fn):
@@ -145,14 +129,15 @@ def encode_chunks(model: Model, chunks: list[tuple[np.ndarray, int, dict]], prog
     """Code chunks ``(items, chunk index, side data)``, each as its own chain, in lockstep: the chains advance
     item by item together so each network call serves all of them. Each payload is bit-identical to coding
     its chunk alone (models are batch-invariant), so any chunk still decodes on its own."""
+    lanes = AnsLanes(len(chunks), max([1024] + [items.nbytes // 4 for items, _, _ in chunks]))
     chains = []
-    for items, chunk, side in chunks:
+    for lane, (items, chunk, side) in enumerate(chunks):
         header_only = model.header_only or len(items) == 0
-        c = _Encoder(model, items, chunk, side or {}, n_header=len(items) if header_only else 0)
+        c = _Encoder(items, chunk, side or {}, lanes, lane, n_header=len(items) if header_only else 0)
         c.restart()
         chains.append(c)
     while active := [c for c in chains if c.next < len(c.items)]:
-        for c in _push_round(model, active):
+        for c in _push_round(model, lanes, active):
             c.next += 1
             if progress:
                 progress(1)
@@ -172,59 +157,70 @@ class _Decoder:
     chunk: int
     n_items: int
     n_header: int
-    stack: AnsStack
+    lane: int
     out: np.ndarray
     next: int
 
 
-def _decoder(payload: bytes, n_items: int, item_shape, dtype, chunk: int) -> _Decoder:
-    if len(payload) < 12:
-        raise CorruptArchiveError(f"chunk {chunk}: payload of {len(payload)} bytes is too short", chunk=chunk)
-    (n_header,) = struct.unpack_from("<I", payload)
-    if n_header > n_items:
-        raise CorruptArchiveError(f"chunk {chunk}: header claims {n_header} of {n_items} items", chunk=chunk)
-    return _Decoder(chunk, n_items, n_header, AnsStack.from_bytes(payload[4:]),
-                    np.empty((n_items, *item_shape), dtype=dtype), n_items - 1)
+def _decoders(payloads: list[tuple[bytes, int, int]], item_shape, dtype) -> tuple[AnsLanes, list[_Decoder]]:
+    chains, messages = [], []
+    for lane, (payload, n_items, chunk) in enumerate(payloads):
+        if len(payload) < 12:
+            raise CorruptArchiveError(f"chunk {chunk}: payload of {len(payload)} bytes is too short", chunk=chunk)
+        (n_header,) = struct.unpack_from("<I", payload)
+        if n_header > n_items:
+            raise CorruptArchiveError(f"chunk {chunk}: header claims {n_header} of {n_items} items", chunk=chunk)
+        chains.append(_Decoder(chunk, n_items, n_header, lane, np.empty((n_items, *item_shape), dtype=dtype),
+                               n_items - 1))
+        try:
+            AnsStack.from_bytes(payload[4:])  # validates the message on its own, so errors name the chunk
+        except CorruptArchiveError as exc:
+            raise CorruptArchiveError(f"chunk {chunk}: {exc}", chunk=chunk) from None
+        messages.append(payload[4:])
+    return AnsLanes.from_messages(messages), chains
 
 
-def _pop_round(model: Model, chains: list[_Decoder]) -> None:
+def _pop_round(model: Model, lanes: AnsLanes, chains: list[_Decoder]) -> None:
     """Pop the last remaining item of every chain: the exact reverse of ``_push_round``."""
+    ids = np.array([c.lane for c in chains], dtype=np.int64)
     top = model.latent_layers[-1]
-    z = np.stack([_guard(c, Uniform(top.size, top.bits).pop) for c in chains])
+    z = _guard(chains, *Uniform(top.size, top.bits).pop_lanes(lanes, ids))
     for layer in range(len(model.latent_layers), 0, -1):
-        p = model.conditional(layer, z)
-        size = len(p) // len(chains)
-        below = np.stack([_guard(c, _rows(p, j, size).pop) for j, c in enumerate(chains)])
+        below = _guard(chains, *model.conditional(layer, z).pop_lanes(lanes, ids))
         raw = model.from_symbols(below) if layer == 1 else below
-        q = model.posterior(layer, raw)
-        for j, c in enumerate(chains):
-            _guard(c, _rows(q, j, z.shape[1]).push, z[j])
+        _guard(chains, None, model.posterior(layer, raw).push_lanes(lanes, ids, z))
         z = below
     for j, c in enumerate(chains):
         c.out[c.next] = raw[j]
         c.next -= 1
 
 
-def _guard(chain: _Decoder, op, *args):
-    try:
-        return op(chain.stack, *args)
-    except CodingError as exc:
-        raise CorruptArchiveError(f"chunk {chain.chunk}: the coded data is damaged ({exc})", chunk=chain.chunk) from None
+def _guard(chains: list[_Decoder], value, status: np.ndarray):
+    """``value`` if every lane's status is clean, else the damaged chunk's error (the others are unaffected)."""
+    if (status >= 0).any():
+        chunk = chains[int(np.flatnonzero(status >= 0)[0])].chunk
+        raise CorruptArchiveError(f"chunk {chunk}: the coded data is damaged (a symbol cannot be coded)", chunk=chunk)
+    return value
 
 
 @single_threaded_blas
 def decode_chunks(model: Model, payloads: list[tuple[bytes, int, int]], item_shape: tuple[int, ...],
                   dtype: np.dtype, progress=None) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Decode chunks ``(payload, item count, chunk index)`` in lockstep (see ``encode_chunks``)."""
-    chains = [_decoder(payload, n, item_shape, dtype, chunk) for payload, n, chunk in payloads]
+    lanes, chains = _decoders(payloads, item_shape, dtype)
     while active := [c for c in chains if c.next >= c.n_header]:
-        _pop_round(model, active)
+        _pop_round(model, lanes, active)
         if progress:
             progress(len(active))
     results = []
     for c in chains:
-        meta, head, side = _parse_header(_guard(c, Bytes.pop), c.chunk)
-        if not c.stack.is_empty:
+        stack = lanes.stack(c.lane)
+        try:
+            raw = Bytes.pop(stack)
+        except CodingError as exc:
+            raise CorruptArchiveError(f"chunk {c.chunk}: the coded data is damaged ({exc})", chunk=c.chunk) from None
+        meta, head, side = _parse_header(raw, c.chunk)
+        if not stack.is_empty:
             raise CorruptArchiveError(f"chunk {c.chunk}: bits are left over after decoding: the data is damaged",
                                       chunk=c.chunk)
         if (meta["items"] != c.n_items or tuple(meta["shape"]) != tuple(item_shape)

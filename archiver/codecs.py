@@ -7,6 +7,7 @@ symbols as the codec describes (its length), in the order they were pushed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from formats.errors import CodingError
 
 from . import fixedpoint as fp
 from . import kernels
-from .ans import AnsStack
+from .ans import AnsLanes, AnsStack
 
 MAX_PRECISION = 22  # categorical tables; mixtures allow more when they have few components (max_precision)
 
@@ -22,6 +23,21 @@ MAX_PRECISION = 22  # categorical tables; mixtures allow more when they have few
 def max_precision(components: int) -> int:
     """Largest precision keeping the mixture CDF's products below 2**62: K * 2**(12 + 24) * 2**prec."""
     return 26 - int(np.ceil(np.log2(max(components, 1))))
+
+
+def _lane_width(rows: int, ids: np.ndarray) -> int:
+    if len(ids) == 0 or rows % len(ids):
+        raise CodingError(f"a codec of {rows} symbols cannot be split evenly over {len(ids)} lanes")
+    return rows // len(ids)
+
+
+def _lane_symbols(symbols, lanes: int, n: int, limit: int) -> np.ndarray:
+    arr = np.ascontiguousarray(symbols, dtype=np.int64)
+    if arr.shape != (lanes, n):
+        raise CodingError(f"expected symbols of shape ({lanes}, {n}) for {lanes} lanes, got {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= limit):
+        raise CodingError(f"symbols must lie in [0, {limit}), got values in [{arr.min()}, {arr.max()}]")
+    return arr
 
 
 def _symbols(symbols, n: int | None, limit: int) -> np.ndarray:
@@ -51,6 +67,16 @@ class Uniform:
     def pop(self, stack: AnsStack) -> np.ndarray:
         return stack.run_pop(kernels.pop_uniform, np.empty(self.n, np.int64), self.bits)
 
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
+        """Push ``symbols[p]`` (``n`` each) onto lane ``ids[p]``; returns per-lane status (see ``AnsLanes``)."""
+        arr = _lane_symbols(symbols, len(ids), self.n, 1 << self.bits)
+        return lanes.run_push(kernels.push_uniform_lanes, ids, self.n, arr, self.bits)
+
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pop ``n`` symbols off each lane in ``ids``: (symbols (len(ids), n), per-lane status)."""
+        out = np.empty((len(ids), self.n), np.int64)
+        return out, lanes.run_pop(kernels.pop_uniform_lanes, ids, out, self.bits)
+
 
 @dataclass(frozen=True, eq=False)
 class Categorical:
@@ -77,10 +103,20 @@ class Categorical:
 
     def push(self, stack: AnsStack, symbols) -> None:
         arr = _symbols(symbols, len(self.cdf), self.cdf.shape[1] - 1)
-        stack.run_push(kernels.push_table, len(arr), arr, self.cdf, self.prec)
+        stack.run_push(kernels.push_table, len(arr), arr, 0, self.cdf, self.prec)
 
     def pop(self, stack: AnsStack) -> np.ndarray:
-        return stack.run_pop(kernels.pop_table, np.empty(len(self.cdf), np.int64), self.cdf, self.prec)
+        return stack.run_pop(kernels.pop_table, np.empty(len(self.cdf), np.int64), 0, self.cdf, self.prec)
+
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
+        """Like ``LogisticMixture.push_lanes``: rows ``p * n .. (p + 1) * n`` go to lane ``ids[p]``."""
+        n = _lane_width(len(self), ids)
+        arr = _lane_symbols(symbols, len(ids), n, self.cdf.shape[1] - 1)
+        return lanes.run_push(kernels.push_table_lanes, ids, n, arr, self.cdf, self.prec)
+
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
+        return out, lanes.run_pop(kernels.pop_table_lanes, ids, out, self.cdf, self.prec)
 
 
 @dataclass(frozen=True)
@@ -104,19 +140,29 @@ class Grid:
         return len(self.edges) + 1
 
     @classmethod
+    @lru_cache(maxsize=None)
     def levels(cls, n: int) -> "Grid":
         """Integer levels 0..n-1 with edges at k - 1/2: the discretised logistic (outer bins take the tails)."""
         return cls(f"levels-{n}", fp.level_edges(n))
 
     @classmethod
+    @lru_cache(maxsize=None)
     def binary(cls) -> "Grid":
         """Two symbols split at 0: a logistic of mean ``logit`` and scale 1 is a Bernoulli(sigmoid(logit))."""
         return cls("binary", np.zeros(1, dtype=np.int64))
 
     @classmethod
+    @lru_cache(maxsize=None)
     def latent(cls, bits: int) -> "Grid":
         """2**bits bins of equal mass under the standard logistic prior (fixed, whatever the layer above)."""
         return cls(f"logistic-bins-{bits}", fp.logistic_bin_edges(bits))
+
+
+def _any_positive_per_row(weights: np.ndarray) -> bool:
+    positive = weights[:, 0] > 0
+    for k in range(1, weights.shape[1]):  # K is small: columns beat numpy's reduction over axis 1
+        positive |= weights[:, k] > 0
+    return bool(positive.all())
 
 
 def _per_component(value, shape: tuple[int, int]) -> np.ndarray:
@@ -158,7 +204,7 @@ class LogisticMixture:
                               f"components (at most {limit} bits)")
         if len(mean) and np.abs(mean).max() > 1 << 30:
             raise CodingError("mixture means must lie within +-2**30 (fixed point); the model produced larger ones")
-        if len(weights) and (weights.min() < 0 or weights.max() > 1 << fp.WEIGHT_BITS or (weights.sum(1) == 0).any()):
+        if len(weights) and (weights.min() < 0 or weights.max() > 1 << fp.WEIGHT_BITS or not _any_positive_per_row(weights)):
             raise CodingError("mixture weights must be integers in [0, 4096] with a positive sum per symbol")
         idx = np.clip(log_scale, fp.LOG_SCALE_MIN, fp.LOG_SCALE_MAX) - fp.LOG_SCALE_MIN
         object.__setattr__(self, "mean", mean)
@@ -174,10 +220,22 @@ class LogisticMixture:
 
     def push(self, stack: AnsStack, symbols) -> None:
         arr = _symbols(symbols, len(self), self.grid.symbols)
-        stack.run_push(kernels.push_mixture, len(arr), arr, *self._args())
+        stack.run_push(kernels.push_mixture, len(arr), arr, 0, *self._args())
 
     def pop(self, stack: AnsStack) -> np.ndarray:
-        return stack.run_pop(kernels.pop_mixture, np.empty(len(self), np.int64), *self._args())
+        return stack.run_pop(kernels.pop_mixture, np.empty(len(self), np.int64), 0, *self._args())
+
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
+        """Push ``symbols[p]`` onto lane ``ids[p]`` with rows ``p * n .. (p + 1) * n`` of this codec (a batched
+        model output, one item per lane); returns per-lane status (see ``AnsLanes.run_push``)."""
+        n = _lane_width(len(self), ids)
+        arr = _lane_symbols(symbols, len(ids), n, self.grid.symbols)
+        return lanes.run_push(kernels.push_mixture_lanes, ids, n, arr, *self._args())
+
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pop this codec's rows ``p * n .. (p + 1) * n`` off lane ``ids[p]``: (symbols, per-lane status)."""
+        out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
+        return out, lanes.run_pop(kernels.pop_mixture_lanes, ids, out, *self._args())
 
     def take(self, rows: slice) -> "LogisticMixture":
         """The codec of a slice of the symbols (rows of a batched model output); no re-validation needed."""

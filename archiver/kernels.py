@@ -76,27 +76,28 @@ def pop_uniform(state, buf, out, bits):
 
 
 @jit
-def push_table(state, buf, symbols, cdf, prec):
+def push_table(state, buf, symbols, r0, cdf, prec):
     for i in range(len(symbols) - 1, -1, -1):
-        s = symbols[i]
-        _push(state, buf, cdf[i, s], cdf[i, s + 1] - cdf[i, s], prec)
+        s, r = symbols[i], r0 + i
+        _push(state, buf, cdf[r, s], cdf[r, s + 1] - cdf[r, s], prec)
     return -1
 
 
 @jit
-def pop_table(state, buf, out, cdf, prec):
+def pop_table(state, buf, out, r0, cdf, prec):
     mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
     n_sym = cdf.shape[1] - 1
     for i in range(len(out)):
+        r = r0 + i
         cf = np.int64(state[0] & mask)
         lo, hi = 0, n_sym
         while hi - lo > 1:
             mid = (lo + hi) >> 1
-            if cdf[i, mid] <= cf:
+            if cdf[r, mid] <= cf:
                 lo = mid
             else:
                 hi = mid
-        if not _pop(state, buf, cf, cdf[i, lo], cdf[i, lo + 1] - cdf[i, lo], prec):
+        if not _pop(state, buf, cf, cdf[r, lo], cdf[r, lo + 1] - cdf[r, lo], prec):
             return i
         out[i] = lo
     return -1
@@ -158,18 +159,28 @@ def _finish(c, k, n_sym, denom, prec, floor):
 
 
 @jit
-def _at_or_below(k, cf, edges, mu, inv, w, denom, table, prec, floor):
-    """CDF(k) <= cf, decided without the division of ``_cdf``: floor(c * A / D) + f <= cf  <=>  c * A < (cf - f + 1) * D.
-    Both products stay below 2**62 for the precisions ``codecs.max_precision`` allows."""
-    if k <= 0:
-        return True
+def _probe(k, cf, edges, mu, inv, w, denom, table, prec, floor):
+    """(CDF(k) <= cf, the mixture mass at edge k), decided without the division of ``_cdf``:
+    floor(c * A / D) + f <= cf  <=>  c * A < (cf - f + 1) * D. Both products stay below 2**62 for the precisions
+    ``codecs.max_precision`` allows. The mass gives CDF(k) later (``_finish``) without evaluating it again."""
     n_sym = len(edges) + 1
+    if k <= 0:
+        return True, np.int64(0)
     if k >= n_sym:
-        return False
+        return False, np.int64(0)
     c = _mass(edges[k - 1], mu, inv, w, table)
     if floor:
-        return c * ((np.int64(1) << np.int64(prec)) - n_sym) < (cf - k + 1) * denom
-    return (c << np.int64(prec)) < (cf + 1) * denom
+        return c * ((np.int64(1) << np.int64(prec)) - n_sym) < (cf - k + 1) * denom, c
+    return (c << np.int64(prec)) < (cf + 1) * denom, c
+
+
+@jit
+def _cdf_from_mass(k, c, n_sym, denom, prec, floor):
+    if k <= 0:
+        return np.int64(0)
+    if k >= n_sym:
+        return np.int64(1) << np.int64(prec)
+    return _finish(c, k, n_sym, denom, prec, floor)
 
 
 @jit
@@ -212,11 +223,13 @@ def _guess(cf, edges, step, mu, inv, w, prec):
 
 
 @jit
-def push_mixture(state, buf, symbols, edges, step, mu, inv, w, table, prec, floor):
+def push_mixture(state, buf, symbols, r0, edges, step, mu, inv, w, table, prec, floor):
+    """Push ``symbols``; symbol i uses row ``r0 + i`` of the mixture parameters."""
     for i in range(len(symbols) - 1, -1, -1):
-        wsum = w[i].sum()
-        lo = _cdf(symbols[i], edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
-        hi = _cdf(symbols[i] + 1, edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
+        r = r0 + i
+        wsum = w[r].sum()
+        lo = _cdf(symbols[i], edges, mu[r], inv[r], w[r], wsum, table, prec, floor)
+        hi = _cdf(symbols[i] + 1, edges, mu[r], inv[r], w[r], wsum, table, prec, floor)
         if hi == lo:
             return i  # a symbol of probability 0 cannot be coded
         _push(state, buf, lo, hi - lo, prec)
@@ -224,49 +237,46 @@ def push_mixture(state, buf, symbols, edges, step, mu, inv, w, table, prec, floo
 
 
 @jit
-def pop_mixture(state, buf, out, edges, step, mu, inv, w, table, prec, floor):
+def pop_mixture(state, buf, out, r0, edges, step, mu, inv, w, table, prec, floor):
     """Find the symbol k with CDF(k) <= cf < CDF(k + 1): gallop outwards from a guess (``_guess``), then bisect,
     comparing without divisions. About 3 CDF evaluations per MNIST pixel instead of 8; the symbol found is the
-    same whatever the guess."""
+    same whatever the guess. Symbol i uses row ``r0 + i`` of the mixture parameters."""
     mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
     n_sym = len(edges) + 1
     top = table[len(table) - 1]
     for i in range(len(out)):
-        mu_i, inv_i, w_i = mu[i], inv[i], w[i]
+        mu_i, inv_i, w_i = mu[r0 + i], inv[r0 + i], w[r0 + i]
         denom = w_i.sum() * top
         cf = np.int64(state[0] & mask)
         g = _guess(cf, edges, step, mu_i, inv_i, w_i, prec) if n_sym > 4 else 1
         step_k = 1
-        if _at_or_below(g, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
-            lo = g
+        below, c = _probe(g, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+        lo, hi, m_lo, m_hi = g, g, c, c
+        if below:
             while True:
-                hi = lo + step_k
-                if hi >= n_sym:
-                    hi = n_sym
+                hi = min(lo + step_k, n_sym)
+                below, m_hi = _probe(hi, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+                if not below:
                     break
-                if not _at_or_below(hi, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
-                    break
-                lo = hi
+                lo, m_lo = hi, m_hi
                 step_k <<= 1
         else:
-            hi = g
             while True:
-                lo = hi - step_k
-                if lo <= 0:
-                    lo = 0
+                lo = max(hi - step_k, 0)
+                below, m_lo = _probe(lo, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+                if below:
                     break
-                if _at_or_below(lo, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
-                    break
-                hi = lo
+                hi, m_hi = lo, m_lo
                 step_k <<= 1
         while hi - lo > 1:
             mid = (lo + hi) >> 1
-            if _at_or_below(mid, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor):
-                lo = mid
+            below, c = _probe(mid, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+            if below:
+                lo, m_lo = mid, c
             else:
-                hi = mid
-        c_lo = _cdf(lo, edges, mu_i, inv_i, w_i, w_i.sum(), table, prec, floor)
-        c_hi = _cdf(hi, edges, mu_i, inv_i, w_i, w_i.sum(), table, prec, floor)
+                hi, m_hi = mid, c
+        c_lo = _cdf_from_mass(lo, m_lo, n_sym, denom, prec, floor)
+        c_hi = _cdf_from_mass(hi, m_hi, n_sym, denom, prec, floor)
         if not _pop(state, buf, cf, c_lo, c_hi - c_lo, prec):
             return i
         out[i] = lo
@@ -280,3 +290,49 @@ def mixture_cdf_rows(edges, step, mu, inv, w, table, prec, floor, out):
         wsum = w[i].sum()
         for k in range(len(edges) + 2):
             out[i, k] = _cdf(k, edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
+
+
+# --- lanes: one call codes a row of symbols for each of several messages (archiver.ans.AnsLanes) --------------
+
+
+@jit
+def push_uniform_lanes(states, bufs, lanes, symbols, bits, status):
+    for p in range(len(lanes)):
+        status[p] = push_uniform(states[lanes[p]], bufs[lanes[p]], symbols[p], bits)
+
+
+@jit
+def pop_uniform_lanes(states, bufs, lanes, out, bits, status):
+    for p in range(len(lanes)):
+        status[p] = pop_uniform(states[lanes[p]], bufs[lanes[p]], out[p], bits)
+
+
+@jit
+def push_mixture_lanes(states, bufs, lanes, symbols, edges, step, mu, inv, w, table, prec, floor, status):
+    """Lane ``lanes[p]`` gets ``symbols[p]`` with parameter rows p * n .. (p + 1) * n."""
+    n = symbols.shape[1]
+    for p in range(len(lanes)):
+        status[p] = push_mixture(states[lanes[p]], bufs[lanes[p]], symbols[p], p * n, edges, step, mu, inv, w,
+                                 table, prec, floor)
+
+
+@jit
+def pop_mixture_lanes(states, bufs, lanes, out, edges, step, mu, inv, w, table, prec, floor, status):
+    n = out.shape[1]
+    for p in range(len(lanes)):
+        status[p] = pop_mixture(states[lanes[p]], bufs[lanes[p]], out[p], p * n, edges, step, mu, inv, w,
+                                table, prec, floor)
+
+
+@jit
+def push_table_lanes(states, bufs, lanes, symbols, cdf, prec, status):
+    n = symbols.shape[1]
+    for p in range(len(lanes)):
+        status[p] = push_table(states[lanes[p]], bufs[lanes[p]], symbols[p], p * n, cdf, prec)
+
+
+@jit
+def pop_table_lanes(states, bufs, lanes, out, cdf, prec, status):
+    n = out.shape[1]
+    for p in range(len(lanes)):
+        status[p] = pop_table(states[lanes[p]], bufs[lanes[p]], out[p], p * n, cdf, prec)

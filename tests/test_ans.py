@@ -113,3 +113,47 @@ def test_floorless_posterior_round_trips_and_refuses_impossible_symbols():
     impossible = np.where(np.diff(cdf[:1], axis=1)[0] == 0)[0][:1].repeat(40)
     with pytest.raises(CodingError, match="probability 0"):
         q.push(stack, impossible)
+
+
+@pytest.mark.parametrize("floor", [True, False])
+@pytest.mark.parametrize("grid,k,prec", [(Grid.levels(256), 3, 20), (Grid.latent(12), 1, 26), (Grid.binary(), 1, 16),
+                                        (Grid.levels(5), 2, 12)])
+def test_pop_finds_the_symbol_the_cdf_table_says(grid, k, prec, floor):
+    """Pops search from a floating-point guess; whatever the guess, the symbol must be the one whose integer
+    CDF interval holds the state's slot, for means and scales from sharp to flat, inside and outside the grid."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    span = int(grid.edges[-1] - grid.edges[0]) + (1 << 16)
+    mean = rng.integers(int(grid.edges[0]) - span, int(grid.edges[-1]) + span, (n, k))
+    log_scale = rng.integers(fp.LOG_SCALE_MIN - 10, fp.LOG_SCALE_MAX + 10, (n, k))
+    weights = rng.integers(0, 1 << fp.WEIGHT_BITS, (n, k))
+    weights[:, 0] += 1
+    codec = LogisticMixture(grid, mean, log_scale, np.minimum(weights, 1 << fp.WEIGHT_BITS), prec, floor=floor)
+    cdf = codec.cdf_table()
+    stack = AnsStack()
+    Uniform(4000, 31).push(stack, rng.integers(0, 1 << 31, 4000))
+    for i in range(n):
+        slot = stack.head & ((1 << prec) - 1)
+        want = int(np.searchsorted(cdf[i], slot, side="right")) - 1
+        assert codec.take(slice(i, i + 1)).pop(stack)[0] == want
+
+
+def test_lanes_code_each_message_as_if_alone():
+    from archiver.ans import AnsLanes
+
+    rng = np.random.default_rng(3)
+    codec = random_mixture(rng, 4 * 30)
+    symbols = rng.integers(0, 256, (4, 30))
+    lanes = AnsLanes(5, capacity=16)
+    ids = np.array([4, 0, 2, 1])
+    assert (codec.push_lanes(lanes, ids, symbols) == -1).all()
+    for p, lane in enumerate(ids):
+        alone = AnsStack()
+        codec.take(slice(p * 30, (p + 1) * 30)).push(alone, symbols[p])
+        assert lanes.stack(lane).to_bytes() == alone.to_bytes()
+    assert lanes.stack(3).is_empty
+    out, status = codec.pop_lanes(lanes, ids)
+    assert (status == -1).all() and np.array_equal(out, symbols)
+    assert all(lanes.stack(j).is_empty for j in range(5))
+    _, status = codec.pop_lanes(lanes, ids)  # nothing left: every lane reports where it ran dry
+    assert (status == 0).all()
