@@ -19,6 +19,8 @@ POS_BITS = 16
 SIG_STEP_BITS = 6
 SIG_RANGE = 32
 INV_SCALE_BITS = 24
+SIG_BITS = 24  # sigmoid table values are in units of 2**-24, and its last entry is exactly 2**24
+_SIG_ONE = np.int64(1) << np.int64(SIG_BITS)
 _FRAC = POS_BITS - SIG_STEP_BITS
 _SPAN = (2 * SIG_RANGE) << POS_BITS
 _PROD_LIMIT = np.int64(1) << np.int64(62)
@@ -26,9 +28,10 @@ _SAFE_INV = np.int64(1) << np.int64(31)
 _POS_INV_SCALE = float(1 << (POS_BITS + INV_SCALE_BITS))
 
 jit = numba.njit(cache=True, nogil=True)
+inline = numba.njit(cache=True, nogil=True, inline="always")
 
 
-@jit
+@inline
 def _push(state, buf, start, freq, prec):
     h = state[0]
     f = np.uint64(freq)
@@ -106,7 +109,7 @@ def pop_table(state, buf, out, r0, cdf, prec):
 # --- logistic mixtures over fixed bins ----------------------------------------------------------------------
 
 
-@jit
+@inline
 def _sigmoid(t, table):
     p = t + (SIG_RANGE << POS_BITS)
     if p <= 0:
@@ -117,30 +120,44 @@ def _sigmoid(t, table):
     return table[j] + (((table[j + 1] - table[j]) * (p & ((1 << _FRAC) - 1))) >> _FRAC)
 
 
-@jit
-def _mass(e, mu, inv, w, table):
-    """Sum over components of weight * sigmoid((e - mean) / scale): the unnormalised mixture CDF at edge e."""
+@inline
+def _mass(e, r, mu, inv, w, table):
+    """Sum over components of weight * sigmoid((e - mean) / scale): the unnormalised mixture CDF at edge e, for
+    parameter row r (rows are indexed, not sliced: a view per symbol costs more than the arithmetic)."""
     c = np.int64(0)
-    for m in range(len(mu)):
-        if w[m] == 0:
+    for m in range(mu.shape[1]):
+        wm, im = w[r, m], inv[r, m]
+        if wm == 0:
             continue
-        d = e - mu[m]
-        if inv[m] < _SAFE_INV:  # |d| < 2**31 (means and edges lie within 2**30): the product cannot overflow
-            s = _sigmoid((d * inv[m]) >> INV_SCALE_BITS, table)
+        d = e - mu[r, m]
+        if im < _SAFE_INV:  # |d| < 2**31 (means and edges lie within 2**30): the product cannot overflow
+            s = _sigmoid((d * im) >> INV_SCALE_BITS, table)
         else:  # beyond this limit the sigmoid saturates anyway; the limit only avoids overflow
-            lim = _PROD_LIMIT // inv[m]
+            lim = _PROD_LIMIT // im
             if d >= lim:
                 s = table[len(table) - 1]
             elif d <= -lim:
                 s = table[0]
             else:
-                s = _sigmoid((d * inv[m]) >> INV_SCALE_BITS, table)
-        c += w[m] * s
-    return c
+                s = _sigmoid((d * im) >> INV_SCALE_BITS, table)
+        c += wm * s
+    return c if mu.shape[1] > 1 else s  # one component: its weight cancels (see _denom)
 
 
-@jit
-def _cdf(k, edges, mu, inv, w, wsum, table, prec, floor):
+@inline
+def _denom(r, w, top):
+    """The CDF's denominator: sum of weights * sigmoid(inf). With one component the weight cancels exactly,
+    floor(w*s*A / (w*top)) = floor(s*A / top), so mass and denominator leave it out (and ``_finish`` shifts)."""
+    if w.shape[1] == 1:
+        return top
+    t = np.int64(0)
+    for m in range(w.shape[1]):
+        t += w[r, m]
+    return t * top
+
+
+@inline
+def _cdf(k, edges, r, mu, inv, w, denom, table, prec, floor):
     """Integer CDF of symbol boundary k. With ``floor`` every symbol keeps frequency >= 1 (the '+ k' term);
     without it, symbols in the far tails get frequency 0 and can be popped never and pushed never."""
     n_sym = len(edges) + 1
@@ -148,18 +165,19 @@ def _cdf(k, edges, mu, inv, w, wsum, table, prec, floor):
         return np.int64(0)
     if k >= n_sym:
         return np.int64(1) << np.int64(prec)
-    return _finish(_mass(edges[k - 1], mu, inv, w, table), k, n_sym, wsum * table[len(table) - 1], prec, floor)
+    return _finish(_mass(edges[k - 1], r, mu, inv, w, table), k, n_sym, denom, prec, floor)
 
 
-@jit
+@inline
 def _finish(c, k, n_sym, denom, prec, floor):
     if floor:
-        return (c * ((np.int64(1) << np.int64(prec)) - n_sym)) // denom + k
-    return (c << np.int64(prec)) // denom
+        num = c * ((np.int64(1) << np.int64(prec)) - n_sym)
+        return (num >> SIG_BITS if denom == _SIG_ONE else num // denom) + k
+    return (c << np.int64(prec)) >> SIG_BITS if denom == _SIG_ONE else (c << np.int64(prec)) // denom
 
 
 @jit
-def _probe(k, cf, edges, mu, inv, w, denom, table, prec, floor):
+def _probe(k, cf, edges, r, mu, inv, w, denom, table, prec, floor):
     """(CDF(k) <= cf, the mixture mass at edge k), decided without the division of ``_cdf``:
     floor(c * A / D) + f <= cf  <=>  c * A < (cf - f + 1) * D. Both products stay below 2**62 for the precisions
     ``codecs.max_precision`` allows. The mass gives CDF(k) later (``_finish``) without evaluating it again."""
@@ -168,7 +186,7 @@ def _probe(k, cf, edges, mu, inv, w, denom, table, prec, floor):
         return True, np.int64(0)
     if k >= n_sym:
         return False, np.int64(0)
-    c = _mass(edges[k - 1], mu, inv, w, table)
+    c = _mass(edges[k - 1], r, mu, inv, w, table)
     if floor:
         return c * ((np.int64(1) << np.int64(prec)) - n_sym) < (cf - k + 1) * denom, c
     return (c << np.int64(prec)) < (cf + 1) * denom, c
@@ -198,16 +216,16 @@ def _search_sorted(values, x):
 
 
 @jit
-def _guess(cf, edges, step, mu, inv, w, prec):
+def _guess(cf, edges, step, r, mu, inv, w, prec):
     """The symbol whose slot probably holds ``cf``: the inverse CDF of the heaviest component, located on the
     grid (directly when its edges are ``step`` apart, else by search). Only a starting point for the exact
     integer search, so floating point is fine here: the popped symbol never depends on it."""
     m = 0
-    for j in range(1, len(w)):
-        if w[j] > w[m]:
+    for j in range(1, w.shape[1]):
+        if w[r, j] > w[r, m]:
             m = j
     u = (cf + 0.5) / (np.int64(1) << np.int64(prec))
-    e = mu[m] + np.log(u / (1.0 - u)) * _POS_INV_SCALE / inv[m]
+    e = mu[r, m] + np.log(u / (1.0 - u)) * _POS_INV_SCALE / inv[r, m]
     if step > 0:
         g = (e - edges[0]) / step + 1.0
         if g <= 0.0:
@@ -225,11 +243,12 @@ def _guess(cf, edges, step, mu, inv, w, prec):
 @jit
 def push_mixture(state, buf, symbols, r0, edges, step, mu, inv, w, table, prec, floor):
     """Push ``symbols``; symbol i uses row ``r0 + i`` of the mixture parameters."""
+    top = table[len(table) - 1]
     for i in range(len(symbols) - 1, -1, -1):
         r = r0 + i
-        wsum = w[r].sum()
-        lo = _cdf(symbols[i], edges, mu[r], inv[r], w[r], wsum, table, prec, floor)
-        hi = _cdf(symbols[i] + 1, edges, mu[r], inv[r], w[r], wsum, table, prec, floor)
+        denom = _denom(r, w, top)
+        lo = _cdf(symbols[i], edges, r, mu, inv, w, denom, table, prec, floor)
+        hi = _cdf(symbols[i] + 1, edges, r, mu, inv, w, denom, table, prec, floor)
         if hi == lo:
             return i  # a symbol of probability 0 cannot be coded
         _push(state, buf, lo, hi - lo, prec)
@@ -245,17 +264,17 @@ def pop_mixture(state, buf, out, r0, edges, step, mu, inv, w, table, prec, floor
     n_sym = len(edges) + 1
     top = table[len(table) - 1]
     for i in range(len(out)):
-        mu_i, inv_i, w_i = mu[r0 + i], inv[r0 + i], w[r0 + i]
-        denom = w_i.sum() * top
+        r = r0 + i
+        denom = _denom(r, w, top)
         cf = np.int64(state[0] & mask)
-        g = _guess(cf, edges, step, mu_i, inv_i, w_i, prec) if n_sym > 4 else 1
+        g = _guess(cf, edges, step, r, mu, inv, w, prec) if n_sym > 4 else 1
         step_k = 1
-        below, c = _probe(g, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+        below, c = _probe(g, cf, edges, r, mu, inv, w, denom, table, prec, floor)
         lo, hi, m_lo, m_hi = g, g, c, c
         if below:
             while True:
                 hi = min(lo + step_k, n_sym)
-                below, m_hi = _probe(hi, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+                below, m_hi = _probe(hi, cf, edges, r, mu, inv, w, denom, table, prec, floor)
                 if not below:
                     break
                 lo, m_lo = hi, m_hi
@@ -263,14 +282,14 @@ def pop_mixture(state, buf, out, r0, edges, step, mu, inv, w, table, prec, floor
         else:
             while True:
                 lo = max(hi - step_k, 0)
-                below, m_lo = _probe(lo, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+                below, m_lo = _probe(lo, cf, edges, r, mu, inv, w, denom, table, prec, floor)
                 if below:
                     break
                 hi, m_hi = lo, m_lo
                 step_k <<= 1
         while hi - lo > 1:
             mid = (lo + hi) >> 1
-            below, c = _probe(mid, cf, edges, mu_i, inv_i, w_i, denom, table, prec, floor)
+            below, c = _probe(mid, cf, edges, r, mu, inv, w, denom, table, prec, floor)
             if below:
                 lo, m_lo = mid, c
             else:
@@ -286,10 +305,11 @@ def pop_mixture(state, buf, out, r0, edges, step, mu, inv, w, table, prec, floor
 @jit
 def mixture_cdf_rows(edges, step, mu, inv, w, table, prec, floor, out):
     """Full integer CDF tables (n, S+1); for tests and cost accounting, never on the coding path."""
+    top = table[len(table) - 1]
     for i in range(mu.shape[0]):
-        wsum = w[i].sum()
+        denom = _denom(i, w, top)
         for k in range(len(edges) + 2):
-            out[i, k] = _cdf(k, edges, mu[i], inv[i], w[i], wsum, table, prec, floor)
+            out[i, k] = _cdf(k, edges, i, mu, inv, w, denom, table, prec, floor)
 
 
 # --- lanes: one call codes a row of symbols for each of several messages (archiver.ans.AnsLanes) --------------

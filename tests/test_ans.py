@@ -157,3 +157,43 @@ def test_lanes_code_each_message_as_if_alone():
     assert all(lanes.stack(j).is_empty for j in range(5))
     _, status = codec.pop_lanes(lanes, ids)  # nothing left: every lane reports where it ran dry
     assert (status == 0).all()
+
+
+def _spec_cdf(edges, mean, log_scale, weights, prec, floor, k):
+    """F(k) exactly as formats/SPEC.md writes it, in Python integers (independent of the numba kernels)."""
+    n_sym = len(edges) + 1
+    if k <= 0:
+        return 0
+    if k >= n_sym:
+        return 1 << prec
+    sig, inv_table = fp.sigmoid_table(), fp.inverse_scale_table()
+    c = 0
+    for mu, ls, w in zip(mean, log_scale, weights):
+        inv = int(inv_table[min(max(ls, fp.LOG_SCALE_MIN), fp.LOG_SCALE_MAX) - fp.LOG_SCALE_MIN])
+        d = int(edges[k - 1]) - int(mu)
+        t = (d * inv) >> 24 if abs(d * inv) < 1 << 62 else (1 << 40 if d > 0 else -(1 << 40))
+        p = t + (32 << 16)
+        if p <= 0:
+            s = int(sig[0])
+        elif p >= 64 << 16:
+            s = int(sig[-1])
+        else:
+            j, f = p >> 10, p & 1023
+            s = int(sig[j]) + (((int(sig[j + 1]) - int(sig[j])) * f) >> 10)
+        c += int(w) * s
+    total = int(sum(int(w) for w in weights)) << 24
+    return c * ((1 << prec) - n_sym) // total + k if floor else (c << prec) // total
+
+
+@pytest.mark.parametrize("k,grid,prec,floor", [(1, Grid.binary(), 20, True), (1, Grid.latent(12), 26, False),
+                                               (2, Grid.levels(256), 20, True), (3, Grid.levels(256), 16, True)])
+def test_kernel_cdf_is_the_specified_formula(k, grid, prec, floor):
+    rng = np.random.default_rng(11)
+    n = 40
+    mean = rng.integers(-300 << 16, 300 << 16, (n, k))
+    log_scale = rng.integers(fp.LOG_SCALE_MIN - 5, fp.LOG_SCALE_MAX + 5, (n, k))
+    weights = fp.mixture_weights(rng.integers(-60, 60, (n, k)))
+    table = LogisticMixture(grid, mean, log_scale, weights, prec, floor=floor).cdf_table()
+    for i in range(n):
+        for sym in rng.integers(0, grid.symbols + 1, 12):
+            assert table[i, sym] == _spec_cdf(grid.edges, mean[i], log_scale[i], weights[i], prec, floor, int(sym))

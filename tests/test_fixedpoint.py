@@ -33,3 +33,10 @@ def test_tables_match_the_golden_digest_of_format_v1():
 
 GOLDEN_SCALAR = "98f803baf78fb702"
 GOLDEN_GRIDS = "3e851364cd935af3"
+
+
+def test_sigmoid_table_tops_out_at_one_exactly():
+    """The kernels replace a division by the sigmoid's top value with a shift for one-component codecs."""
+    from archiver import kernels
+
+    assert fp.sigmoid_table()[-1] == 1 << kernels.SIG_BITS == 1 << fp.SIG_BITS
