@@ -14,7 +14,7 @@ from formats.container import ArchiveReader
 from formats.errors import CorruptArchiveError, UsageError
 from formats.outputs import open_sink
 
-from .chain import decode_chunks
+from .chain import decode_chunks, decode_tail
 from .pipeline import FORMAT_NAME, auto_lockstep, codec_parameters, in_order, process_pool, raw_hash
 from .plugins import get_model
 
@@ -140,7 +140,15 @@ class Archive:
         if not 0 <= i < len(self):
             raise UsageError(f"item {key} is out of range: {self.path} holds {len(self)} items")
         c = self._reader.chunk_for_item(i)
-        return self.chunk(c)[i - self._reader.chunks[c].first_item].copy()
+        entry = self._reader.chunks[c]
+        with self._lock:
+            cached = self._cache.get(c)
+        if cached is not None or self.model().header_only:
+            return self.chunk(c)[i - entry.first_item].copy()
+        # not cached: decode from the chunk's end down to this item only (see chain.decode_tail)
+        tail = decode_tail(self.model(), self._reader.read_chunk(c), entry.item_count, i - entry.first_item,
+                           self.item_shape, self.dtype, chunk=c)
+        return tail[0].copy()
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Items [start, stop), decoding only the chunks that hold them."""

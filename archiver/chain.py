@@ -236,3 +236,18 @@ def decode_chunks(model: Model, payloads: list[tuple[bytes, int, int]], item_sha
 def decode_chunk(model: Model, payload: bytes, n_items: int, item_shape: tuple[int, ...], dtype: np.dtype,
                  chunk: int = 0, progress=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return decode_chunks(model, [(payload, n_items, chunk)], item_shape, dtype, progress=progress)[0]
+
+
+@single_threaded_blas
+def decode_tail(model: Model, payload: bytes, n_items: int, first: int, item_shape: tuple[int, ...],
+                dtype: np.dtype, chunk: int = 0) -> np.ndarray:
+    """Items ``first .. n_items - 1`` of one chunk. The chain pops its last item first, so this decodes only the
+    items from the end of the chunk down to ``first``: random access to an item costs the items after it, half
+    a chunk on average. The end-of-chain integrity check needs the whole chunk, so it is skipped here; the
+    archive's checksum of the payload still protects it."""
+    lanes, (c,) = _decoders([(payload, n_items, chunk)], item_shape, dtype)
+    if first < c.n_header:  # stored in the header, below every coded item
+        return decode_chunks(model, [(payload, n_items, chunk)], item_shape, dtype)[0][0][first:]
+    while c.next >= first:
+        _pop_round(model, lanes, [c])
+    return c.out[first:]

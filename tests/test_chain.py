@@ -54,3 +54,20 @@ def test_lockstep_chains_are_bit_identical_to_single_chains(model_id, mnist):
                             np.dtype(np.uint8))
     assert all(np.array_equal(out, c[0]) for (out, _), c in zip(decoded, chunks))
     assert decoded[2][1]["labels"].tolist() == list(range(11))
+
+
+def test_tail_decoding_stops_at_the_wanted_item(mnist, tmp_path):
+    """Random access decodes from the chunk's end down to the item only, and gives the same items."""
+    import archiver
+    from archiver.chain import decode_tail
+
+    model = get_model("mnist-hvae")  # seeds with items in the header: tails that reach into it are covered too
+    payload = encode_chunk(model, mnist[:9])
+    (n_header,) = struct.unpack_from("<I", payload)
+    assert n_header >= 1
+    for first in (8, 5, n_header, 0):
+        tail = decode_tail(model, payload, 9, first, (28, 28), np.dtype(np.uint8))
+        assert np.array_equal(tail, mnist[first:9])
+    archiver.compress(mnist[:40], tmp_path / "a.bbarc", model="mnist-vae", chunk_size=16)
+    with archiver.open(tmp_path / "a.bbarc", cache_chunks=0) as a:
+        assert all(np.array_equal(a[i], mnist[i]) for i in (0, 15, 16, 17, 39))
