@@ -158,15 +158,10 @@ class Grid:
         return cls(f"logistic-bins-{bits}", fp.logistic_bin_edges(bits))
 
 
-def _any_positive_per_row(weights: np.ndarray) -> bool:
-    positive = weights[:, 0] > 0
-    for k in range(1, weights.shape[1]):  # K is small: columns beat numpy's reduction over axis 1
-        positive |= weights[:, k] > 0
-    return bool(positive.all())
-
-
 def _per_component(value, shape: tuple[int, int]) -> np.ndarray:
     arr = np.asarray(value, dtype=np.int64)
+    if arr.shape == shape:
+        return np.ascontiguousarray(arr)
     if arr.ndim == 1:
         arr = arr[:, None]
     return np.ascontiguousarray(np.broadcast_to(arr, shape))
@@ -202,15 +197,17 @@ class LogisticMixture:
         if not 1 <= self.prec <= limit or (1 << self.prec) < 2 * self.grid.symbols:
             raise CodingError(f"precision {self.prec} cannot code {self.grid.symbols} symbols with {shape[1]} "
                               f"components (at most {limit} bits)")
-        if len(mean) and np.abs(mean).max() > 1 << 30:
+        inv = np.empty(shape, np.int64)  # log-scales are clipped to the table's range (see formats/SPEC.md)
+        error = kernels.prepare_mixture(mean, log_scale, weights, fp.inverse_scale_table(), fp.LOG_SCALE_MIN,
+                                        1 << 30, 1 << fp.WEIGHT_BITS, inv)
+        if error == 1:
             raise CodingError("mixture means must lie within +-2**30 (fixed point); the model produced larger ones")
-        if len(weights) and (weights.min() < 0 or weights.max() > 1 << fp.WEIGHT_BITS or not _any_positive_per_row(weights)):
+        if error == 2:
             raise CodingError("mixture weights must be integers in [0, 4096] with a positive sum per symbol")
-        idx = np.clip(log_scale, fp.LOG_SCALE_MIN, fp.LOG_SCALE_MAX) - fp.LOG_SCALE_MIN
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "log_scale", log_scale)
         object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "_inv", np.ascontiguousarray(fp.inverse_scale_table()[idx]))
+        object.__setattr__(self, "_inv", inv)
 
     def __len__(self) -> int:
         return len(self.mean)

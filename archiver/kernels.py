@@ -312,6 +312,26 @@ def mixture_cdf_rows(edges, step, mu, inv, w, table, prec, floor, out):
             out[i, k] = _cdf(k, edges, i, mu, inv, w, denom, table, prec, floor)
 
 
+@jit
+def prepare_mixture(mean, log_scale, weights, inv_table, ls_min, mean_limit, weight_max, inv):
+    """Validate mixture parameters and look up each inverse scale, in one pass: 0 if valid, 1 if a mean is out of
+    range, 2 if a weight is out of range or a row's weights are all zero."""
+    for r in range(mean.shape[0]):
+        total = 0
+        for m in range(mean.shape[1]):
+            if abs(mean[r, m]) > mean_limit:
+                return 1
+            wm = weights[r, m]
+            if wm < 0 or wm > weight_max:
+                return 2
+            total += wm
+            k = min(max(log_scale[r, m] - ls_min, 0), len(inv_table) - 1)
+            inv[r, m] = inv_table[k]
+        if total == 0:
+            return 2
+    return 0
+
+
 # --- lanes: one call codes a row of symbols for each of several messages (archiver.ans.AnsLanes) --------------
 
 

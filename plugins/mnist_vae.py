@@ -1,8 +1,9 @@
 """The BB-ANS paper's MNIST VAEs (8-bit and binarised), coded with integer-exact inference.
 
-Architecture (``plugins.training.vae``): MLP encoder 784-512-512-(2x50), logistic posterior over 50 latents,
-standard logistic prior discretised into 2**12 equal-mass bins, MLP decoder 50-512-512-784x(params). The 8-bit
-likelihood is a 2-component discretised logistic mixture per pixel; the binary one a Bernoulli per pixel.
+Architecture (``plugins.training.vae``): MLP encoder 784-H-H-(2x50), logistic posterior over 50 latents,
+standard logistic prior discretised into 2**12 equal-mass bins, MLP decoder 50-H-H-784x(params). The 8-bit
+likelihood is a 2-component discretised logistic mixture per pixel (H = 512); the binary one a Bernoulli per
+pixel (H = 256 in the v2 weights, 512 in v1). The v2 weight files are exact in float32 (``plugins.intnet``).
 """
 from __future__ import annotations
 
