@@ -111,20 +111,21 @@ def _check_pushed(status: np.ndarray, n: int) -> None:
         raise_unpushable(int(status[status >= 0][0]), n)
 
 
-def single_threaded_blas(fn):
-    """The network calls here are small matrix products, one per item: multi-threaded BLAS makes them slower
-    (10x when the cores are busy, measured), so coding runs BLAS on one thread; use ``workers`` for parallelism.
-    Exactness does not depend on this (see plugins.intnet)."""
+def single_threaded(fn):
+    """The network calls here are small matrix products, one per item: multi-threaded BLAS (or OpenMP, which
+    torch's int8 products use) makes them slower (10x when the cores are busy, measured) and spends twice the CPU
+    time, so coding runs them on one thread; use ``workers`` for parallelism. Exactness does not depend on this
+    (see plugins.intnet)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1):
             return fn(*args, **kwargs)
 
     return wrapper
 
 
-@single_threaded_blas
+@single_threaded
 def encode_chunks(model: Model, chunks: list[tuple[np.ndarray, int, dict]], progress=None) -> list[bytes]:
     """Code chunks ``(items, chunk index, side data)``, each as its own chain, in lockstep: the chains advance
     item by item together so each network call serves all of them. Each payload is bit-identical to coding
@@ -203,7 +204,7 @@ def _guard(chains: list[_Decoder], value, status: np.ndarray):
     return value
 
 
-@single_threaded_blas
+@single_threaded
 def decode_chunks(model: Model, payloads: list[tuple[bytes, int, int]], item_shape: tuple[int, ...],
                   dtype: np.dtype, progress=None) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Decode chunks ``(payload, item count, chunk index)`` in lockstep (see ``encode_chunks``)."""
@@ -238,7 +239,7 @@ def decode_chunk(model: Model, payload: bytes, n_items: int, item_shape: tuple[i
     return decode_chunks(model, [(payload, n_items, chunk)], item_shape, dtype, progress=progress)[0]
 
 
-@single_threaded_blas
+@single_threaded
 def decode_tail(model: Model, payload: bytes, n_items: int, first: int, item_shape: tuple[int, ...],
                 dtype: np.dtype, chunk: int = 0) -> np.ndarray:
     """Items ``first .. n_items - 1`` of one chunk. The chain pops its last item first, so this decodes only the

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import kernels
+
 SCHEME = "logistic-v1"
 POS_BITS = 16  # positions (bin edges, means, logits) are fixed point with 16 fractional bits
 SIG_BITS = 24  # sigmoid values are integers in [0, 2**24]
@@ -79,19 +81,10 @@ def weight_table() -> np.ndarray:
 def mixture_weights(logits: np.ndarray) -> np.ndarray:
     """Integer softmax: logits (..., K) in units of 1/16 nat -> weights in [0, 2**12], the largest exactly 2**12."""
     logits = np.asarray(logits, dtype=np.int64)
-    top = logits[..., 0].copy()
-    for k in range(1, logits.shape[-1]):  # K is small: a loop over columns beats numpy's reduction over axis -1
-        np.maximum(top, logits[..., k], out=top)
-    dist = top[..., None] - logits
-    table = _weight_table_with_zero()
-    return table[np.minimum(dist, len(table) - 1)]
-
-
-@lru_cache(maxsize=None)
-def _weight_table_with_zero() -> np.ndarray:
-    table = np.append(weight_table(), 0)  # distances past the table's end get weight 0
-    table.setflags(write=False)
-    return table
+    flat = np.ascontiguousarray(logits.reshape(-1, logits.shape[-1]))
+    out = np.empty(flat.shape, dtype=np.int64)
+    kernels.mixture_weights(flat, weight_table(), out)
+    return out.reshape(logits.shape)
 
 
 def _fixed_logits(numerators: range, denominator: int) -> np.ndarray:

@@ -32,6 +32,17 @@ inline = numba.njit(cache=True, nogil=True, inline="always")
 
 
 @inline
+def _push_head(h, n, buf, start, freq, prec):
+    """``_push`` on a head and word count held in locals: returns (h, n)."""
+    f = np.uint64(freq)
+    if h >= (f << np.uint64(64 - prec)):
+        buf[n] = np.uint32(h & MASK32)
+        n += np.uint64(1)
+        h >>= U32
+    return ((h // f) << np.uint64(prec)) + (h % f) + np.uint64(start), n
+
+
+@inline
 def _push(state, buf, start, freq, prec):
     h = state[0]
     f = np.uint64(freq)
@@ -40,6 +51,18 @@ def _push(state, buf, start, freq, prec):
         state[1] += np.uint64(1)
         h >>= U32
     state[0] = ((h // f) << np.uint64(prec)) + (h % f) + np.uint64(start)
+
+
+@inline
+def _pop_head(h, n, buf, cf, start, freq, prec):
+    """``_pop`` on a head and word count held in locals (a hot loop keeps them in registers): (h, n, ok)."""
+    h = np.uint64(freq) * (h >> np.uint64(prec)) + np.uint64(cf) - np.uint64(start)
+    if h < LOW:
+        if n == 0:
+            return h, n, False
+        n -= np.uint64(1)
+        h = (h << U32) | np.uint64(buf[n])
+    return h, n, True
 
 
 @jit
@@ -176,7 +199,7 @@ def _finish(c, k, n_sym, denom, prec, floor):
     return (c << np.int64(prec)) >> SIG_BITS if denom == _SIG_ONE else (c << np.int64(prec)) // denom
 
 
-@jit
+@inline
 def _probe(k, cf, edges, r, mu, inv, w, denom, table, prec, floor):
     """(CDF(k) <= cf, the mixture mass at edge k), decided without the division of ``_cdf``:
     floor(c * A / D) + f <= cf  <=>  c * A < (cf - f + 1) * D. Both products stay below 2**62 for the precisions
@@ -215,7 +238,7 @@ def _search_sorted(values, x):
     return base + 1
 
 
-@jit
+@inline
 def _guess(cf, edges, step, r, mu, inv, w, prec):
     """The symbol whose slot probably holds ``cf``: the inverse CDF of the heaviest component, located on the
     grid (directly when its edges are ``step`` apart, else by search). Only a starting point for the exact
@@ -244,14 +267,17 @@ def _guess(cf, edges, step, r, mu, inv, w, prec):
 def push_mixture(state, buf, symbols, r0, edges, step, mu, inv, w, table, prec, floor):
     """Push ``symbols``; symbol i uses row ``r0 + i`` of the mixture parameters."""
     top = table[len(table) - 1]
+    h, n = state[0], state[1]
     for i in range(len(symbols) - 1, -1, -1):
         r = r0 + i
         denom = _denom(r, w, top)
         lo = _cdf(symbols[i], edges, r, mu, inv, w, denom, table, prec, floor)
         hi = _cdf(symbols[i] + 1, edges, r, mu, inv, w, denom, table, prec, floor)
         if hi == lo:
+            state[0], state[1] = h, n
             return i  # a symbol of probability 0 cannot be coded
-        _push(state, buf, lo, hi - lo, prec)
+        h, n = _push_head(h, n, buf, lo, hi - lo, prec)
+    state[0], state[1] = h, n
     return -1
 
 
@@ -263,42 +289,40 @@ def pop_mixture(state, buf, out, r0, edges, step, mu, inv, w, table, prec, floor
     mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
     n_sym = len(edges) + 1
     top = table[len(table) - 1]
+    h, n = state[0], state[1]
     for i in range(len(out)):
         r = r0 + i
         denom = _denom(r, w, top)
-        cf = np.int64(state[0] & mask)
+        cf = np.int64(h & mask)
         g = _guess(cf, edges, step, r, mu, inv, w, prec) if n_sym > 4 else 1
-        step_k = 1
-        below, c = _probe(g, cf, edges, r, mu, inv, w, denom, table, prec, floor)
-        lo, hi, m_lo, m_hi = g, g, c, c
-        if below:
-            while True:
-                hi = min(lo + step_k, n_sym)
-                below, m_hi = _probe(hi, cf, edges, r, mu, inv, w, denom, table, prec, floor)
-                if not below:
-                    break
-                lo, m_lo = hi, m_hi
-                step_k <<= 1
-        else:
-            while True:
-                lo = max(hi - step_k, 0)
-                below, m_lo = _probe(lo, cf, edges, r, mu, inv, w, denom, table, prec, floor)
-                if below:
-                    break
-                hi, m_hi = lo, m_lo
-                step_k <<= 1
-        while hi - lo > 1:
-            mid = (lo + hi) >> 1
-            below, c = _probe(mid, cf, edges, r, mu, inv, w, denom, table, prec, floor)
+        # One probe site (so the compiler can inline it): gallop from g until cf is bracketed, then bisect.
+        # Invariant once bracketed: CDF(lo) <= cf < CDF(hi); m_lo, m_hi are the masses at lo and hi.
+        lo, hi, m_lo, m_hi = -1, n_sym + 1, np.int64(0), np.int64(0)
+        k, gap = g, 1
+        while True:
+            below, c = _probe(k, cf, edges, r, mu, inv, w, denom, table, prec, floor)
             if below:
-                lo, m_lo = mid, c
+                lo, m_lo = k, c
             else:
-                hi, m_hi = mid, c
+                hi, m_hi = k, c
+            if hi <= n_sym and lo >= 0:
+                if hi - lo == 1:
+                    break
+                k = (lo + hi) >> 1
+            elif lo < 0:  # still above cf: step down, doubling
+                k = max(hi - gap, 0)
+                gap <<= 1
+            else:  # still at or below cf: step up, doubling
+                k = min(lo + gap, n_sym)
+                gap <<= 1
         c_lo = _cdf_from_mass(lo, m_lo, n_sym, denom, prec, floor)
         c_hi = _cdf_from_mass(hi, m_hi, n_sym, denom, prec, floor)
-        if not _pop(state, buf, cf, c_lo, c_hi - c_lo, prec):
+        h, n, ok = _pop_head(h, n, buf, cf, c_lo, c_hi - c_lo, prec)
+        if not ok:
+            state[0], state[1] = h, n
             return i
         out[i] = lo
+    state[0], state[1] = h, n
     return -1
 
 
@@ -310,6 +334,18 @@ def mixture_cdf_rows(edges, step, mu, inv, w, table, prec, floor, out):
         denom = _denom(i, w, top)
         for k in range(len(edges) + 2):
             out[i, k] = _cdf(k, edges, i, mu, inv, w, denom, table, prec, floor)
+
+
+@jit
+def mixture_weights(logits, table, out):
+    """Integer softmax per row (see ``fixedpoint.mixture_weights``): table[max - logit], 0 past the table."""
+    for r in range(logits.shape[0]):
+        top = logits[r, 0]
+        for m in range(1, logits.shape[1]):
+            top = max(top, logits[r, m])
+        for m in range(logits.shape[1]):
+            d = top - logits[r, m]
+            out[r, m] = table[d] if d < len(table) else 0
 
 
 @jit

@@ -1,18 +1,25 @@
-"""Integer-exact MLP inference in numpy.
+"""Integer-exact MLP inference.
 
-Weights are integers (|w| < 2**15), activations integers in [0, act_max], fan-in <= 2**10: every product and every
-partial sum of a layer is an integer below 2**53, so a float64 matrix product is exact whatever the BLAS, the
-summation order, the batch size or the thread count. A layer whose rows also satisfy
-``sum(|w|) * (largest input) + |b| < 2**24`` is computed in float32 instead (twice as fast): every partial sum is
-then an integer below 2**24, exact in float32, so the result is the same integers. Weight files exported with
-``--float32`` are quantised to meet that bound. Rescaling between layers is one IEEE float64 multiply and a floor
-per value (correctly rounded, so identical everywhere). The result: the same integers on every machine.
+Weights and activations are integers, so a layer's result is an exact integer however it is computed; two
+backends compute it:
+
+* float64 matrix products (numpy/BLAS): weights |w| < 2**15, inputs < 2**16 (or the decoder's fixed-point
+  latents), fan-in <= 2**10, so every product and partial sum is an integer below 2**53 and exact whatever the
+  summation order, batch size or thread count.
+* int8 matrix products with int32 accumulation (``torch._int_mm``, VNNI on x86): for layers whose inputs are
+  integers in [0, 255] and whose weights satisfy |w| <= 2**14 - 1. Inputs go in with an offset of -128, weights
+  as two int8 planes (w = 256 * hi + lo); integer sums cannot round, and they stay far below 2**31. About 8x
+  faster than float32 here; used when torch is installed, else the float64 backend gives the same integers.
+
+Rescaling between layers is one IEEE float64 multiply and a floor per value (correctly rounded, so identical
+everywhere), then a clip at the layer's ``act_max``. The result: the same integers on every machine.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from plugins.weightfiles import read_weights, write_weights
@@ -20,7 +27,68 @@ from plugins.weightfiles import read_weights, write_weights
 ACT_MAX = float((1 << 16) - 1)
 WEIGHT_MAX = (1 << 15) - 1
 MAX_FAN_IN = 1 << 10
-F32_EXACT = float(1 << 24)  # integers below this are exact in float32, and so is every partial sum
+INT8_IN_MAX = 255.0  # int8 layers take inputs in [0, 255]
+INT8_WEIGHT_MAX = (1 << 14) - 1  # and weights that split into two int8 planes
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # coding still works, with the float64 backend
+        return None
+    return torch if hasattr(torch, "_int_mm") else None
+
+
+class _Float64Layer:
+    takes_int8 = False
+
+    def __init__(self, w: np.ndarray, b: np.ndarray):
+        self.wt, self.b = w.astype(np.float64).T, b.astype(np.float64)
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        acc = np.asarray(a, dtype=np.float64) @ self.wt
+        acc += self.b
+        return acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _requantise(acc, rescale, act_max, to_int8, out):
+    """min(floor(max(acc, 0) * rescale), act_max) per value (the float64 operations of the numpy expression, in
+    one pass); with ``to_int8`` stored minus 128, the input form of an int8 layer."""
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            v = np.floor(max(acc[i, j], 0.0) * rescale[j])
+            v = min(v, act_max)
+            out[i, j] = v - 128.0 if to_int8 else v
+
+
+@numba.njit(cache=True, nogil=True)
+def _combine(hi, lo, offset, out):
+    for i in range(hi.shape[0]):
+        for j in range(hi.shape[1]):
+            out[i, j] = hi[i, j] * 256.0 + lo[i, j] + offset[j]
+
+
+class _Int8Layer:
+    takes_int8 = True
+
+    def __init__(self, torch, w: np.ndarray, b: np.ndarray):
+        w = w.astype(np.int64)
+        lo = (w + 128) % 256 - 128
+        hi = (w - lo) // 256
+        self.torch = torch
+        self.hi = torch.from_numpy(np.ascontiguousarray(hi.T, dtype=np.int8))  # (in, out): _int_mm's fast layout
+        self.lo = torch.from_numpy(np.ascontiguousarray(lo.T, dtype=np.int8))
+        self.offset = (128.0 * w.sum(axis=1) + b).astype(np.float64)  # undoes the -128 input offset; exact
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        """``a``: inputs in [0, 255], or already in int8 form (minus 128, from ``_requantise``)."""
+        a = np.asarray(a)
+        x = self.torch.from_numpy(a if a.dtype == np.int8 else (a - 128).astype(np.int8))
+        hi, lo = self.torch._int_mm(x, self.hi).numpy(), self.torch._int_mm(x, self.lo).numpy()
+        out = np.empty(hi.shape, np.float64)
+        _combine(hi, lo, self.offset, out)
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,7 +99,8 @@ class IntMLP:
     biases: tuple[np.ndarray, ...]  # float64, integer-valued, (out,)
     rescale: tuple[np.ndarray, ...]  # float64 per-row multipliers taking a hidden accumulator to the next input
     act_max: tuple[float, ...] = ()  # per hidden layer, the clip of its activations (default ACT_MAX)
-    in_max: float = np.inf  # bound on |input| of the first layer, if known (unknown: float64 there)
+    in_max: float = np.inf  # the first layer's inputs are integers in [0, in_max] (inf: not known, any integers)
+    int8: bool = True  # use the int8 backend where it applies (False: float64 throughout, for tests)
 
     def __post_init__(self):
         for w in self.weights:
@@ -41,25 +110,26 @@ class IntMLP:
         if len(act_max) != len(self.weights) - 1 or max(act_max, default=0) > ACT_MAX:
             raise ValueError(f"IntMLP needs one activation clip <= {ACT_MAX:.0f} per hidden layer")
         object.__setattr__(self, "act_max", act_max)
-        bounds = (self.in_max, *act_max)
-        exact32 = [bool((np.abs(w).sum(axis=1) * bound + np.abs(b) < F32_EXACT).all())
-                   for w, b, bound in zip(self.weights, self.biases, bounds)]
-        object.__setattr__(self, "_dtypes", tuple(np.float32 if e else np.float64 for e in exact32))
-        object.__setattr__(self, "_w", tuple(w.astype(dt).T for w, dt in zip(self.weights, self._dtypes)))
-        object.__setattr__(self, "_b", tuple(b.astype(dt) for b, dt in zip(self.biases, self._dtypes)))
+        torch = _torch() if self.int8 else None
+        layers = []
+        for w, b, bound in zip(self.weights, self.biases, (self.in_max, *act_max)):
+            fits = bound <= INT8_IN_MAX and np.abs(w).max() <= INT8_WEIGHT_MAX
+            layers.append(_Int8Layer(torch, w, b) if torch is not None and fits else _Float64Layer(w, b))
+        object.__setattr__(self, "_layers", tuple(layers))
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return tuple("int8" if isinstance(layer, _Int8Layer) else "float64" for layer in self._layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         a = np.asarray(x)
-        last = len(self.weights) - 1
-        for i, (wt, b, dt) in enumerate(zip(self._w, self._b, self._dtypes)):
-            acc = a.astype(dt, copy=False) @ wt
-            acc += b
-            if i < last:
-                a = np.maximum(acc, 0, dtype=np.float64)
-                a *= self.rescale[i]
-                np.floor(a, out=a)
-                np.minimum(a, self.act_max[i], out=a)
-        return acc.astype(np.float64, copy=False)
+        for i, layer in enumerate(self._layers):
+            acc = layer(a)
+            if i + 1 < len(self._layers):
+                to_int8 = self._layers[i + 1].takes_int8
+                a = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
+                _requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
+        return acc
 
 
 def affine_floor(acc: np.ndarray, mul: np.ndarray, add: np.ndarray) -> np.ndarray:

@@ -113,3 +113,9 @@ def test_bench_reports_bbarc_and_baselines_with_a_plot(tmp_path):
     assert all(r["identical"] for r in rows.values())
     assert rows["bbarc mnist-vae (chunk 10)"]["bits_per_dim"] < rows["PNG (per image, optimize)"]["bits_per_dim"]
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads(run.stdout)
+    bb = rows["bbarc mnist-vae (chunk 10)"]
+    assert bb["startup_s"] > 0 and report["compress_speed_vs_xz_9e"] == pytest.approx(
+        bb["compress_items_per_cpu_s"] / rows["xz -9e"]["compress_items_per_cpu_s"])
+    table = bbarc("bench", SAMPLE, "--limit", 12, "--chunk-size", 6)
+    assert "as many items per CPU-second as xz -9e" in " ".join(table.stdout.split())

@@ -1,4 +1,4 @@
-"""Integer MLP inference: the float32 fast path returns exactly the integers of exact integer arithmetic."""
+"""Integer MLP inference: every backend returns exactly the integers of exact integer arithmetic."""
 import numpy as np
 import pytest
 
@@ -17,24 +17,51 @@ def _reference(net: IntMLP, x: np.ndarray) -> np.ndarray:
     return acc
 
 
+def _without_int8(net: IntMLP) -> IntMLP:
+    return IntMLP(net.weights, net.biases, net.rescale, net.act_max, net.in_max, int8=False)
+
+
 @pytest.mark.parametrize("weights", ["mnist-vae-2.npz", "mnist-vae-binary-2.npz"])
-def test_float32_layers_are_exact(weights, mnist):
+def test_int8_layers_are_exact(weights, mnist):
+    pytest.importorskip("torch")
     _, nets, _, _ = load_model_weights("test", weights, load_weights)
     enc, dec = nets["enc"], nets["dec"]
-    assert enc._dtypes == (np.float32,) * 3 and dec._dtypes == (np.float64, np.float32, np.float32)
+    assert enc.backends == ("int8",) * 3 and dec.backends == ("float64", "int8", "int8")
     top = 1 if "binary" in weights else 255
     rng = np.random.default_rng(0)
-    # real images, random ones and the worst case for the accumulator bound (every input at its maximum)
+    # real images, random ones and the extremes of the input range
     x = np.concatenate([np.minimum(mnist[:16].reshape(16, -1), top), rng.integers(0, top + 1, (8, 784)),
                         np.full((1, 784), top), np.zeros((1, 784))])
-    assert np.array_equal(enc(x), _reference(enc, x))
+    for batch in (x, x[:1], x[7:10]):  # batch sizes take different int8 kernels
+        assert np.array_equal(enc(batch), _reference(enc, batch))
+        assert np.array_equal(enc(batch), _without_int8(enc)(batch))
     z = rng.integers(-(1 << 19), 1 << 19, (16, dec.weights[0].shape[1]))
     assert np.array_equal(dec(z), _reference(dec, z))
+    assert np.array_equal(dec(z[:1]), _without_int8(dec)(z[:1]))
 
 
-def test_float32_only_where_the_bound_holds():
+def test_int8_only_where_inputs_and_weights_fit():
     _, nets, _, _ = load_model_weights("test", "mnist-vae.npz", load_weights)  # v1: 15-bit weights, 16-bit acts
-    assert set(nets["enc"]._dtypes) == set(nets["dec"]._dtypes) == {np.float64}
-    w = np.full((2, 4), 1000.0)
-    assert IntMLP((w,), (np.zeros(2),), (), (), in_max=4000.0)._dtypes == (np.float32,)  # 4 * 1000 * 4000 < 2**24
-    assert IntMLP((w,), (np.zeros(2),), (), (), in_max=5000.0)._dtypes == (np.float64,)  # 2e7 >= 2**24
+    assert set(nets["enc"].backends) == set(nets["dec"].backends) == {"float64"}
+    pytest.importorskip("torch")
+    w = np.full((2, 4), 16383.0)
+    assert IntMLP((w,), (np.zeros(2),), (), (), in_max=255.0).backends == ("int8",)
+    assert IntMLP((w,), (np.zeros(2),), (), (), in_max=256.0).backends == ("float64",)  # inputs too large
+    assert IntMLP((w + 1,), (np.zeros(2),), (), (), in_max=255.0).backends == ("float64",)  # weights too large
+    assert IntMLP((w,), (np.zeros(2),), (), ()).backends == ("float64",)  # input range unknown
+
+
+def test_archives_are_the_same_bytes_without_torch(monkeypatch, mnist):
+    """Without torch the float64 backend codes: it must give the very same payload (and decode the int8 one)."""
+    pytest.importorskip("torch")
+    import plugins.intnet as intnet
+    from archiver.chain import decode_chunk, encode_chunk
+    from plugins.mnist_vae import MnistVAE
+
+    fast = MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False)
+    payload = encode_chunk(fast, mnist[:6])
+    monkeypatch.setattr(intnet, "_torch", lambda: None)
+    slow = MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False)
+    assert set(slow._loaded[1]["dec"].backends) == {"float64"}
+    assert encode_chunk(slow, mnist[:6]) == payload
+    assert np.array_equal(decode_chunk(slow, payload, 6, (28, 28), np.dtype(np.uint8))[0], mnist[:6])
