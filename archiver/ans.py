@@ -69,7 +69,7 @@ class AnsLanes:
     @classmethod
     def from_messages(cls, messages: list[bytes]) -> "AnsLanes":
         """Lanes holding the messages written by ``AnsStack.to_bytes``, in order."""
-        words = [_message_words(m) for m in messages]
+        words = [message_words(m) for m in messages]
         lanes = cls(len(messages), max((len(w) for w in words), default=0))
         for j, w in enumerate(words):
             lanes.states[j] = (int(w[0]) | (int(w[1]) << 32), len(w) - 2)
@@ -77,7 +77,8 @@ class AnsLanes:
         return lanes
 
 
-def _message_words(data: bytes) -> np.ndarray:
+def message_words(data: bytes) -> np.ndarray:
+    """The 32-bit words of a message written by ``AnsStack.to_bytes``, checked; CorruptArchiveError if not one."""
     if len(data) < 8 or len(data) % 4:
         raise CorruptArchiveError(f"an ANS message must be 8 + 4k bytes long, got {len(data)} bytes")
     words = np.frombuffer(data, dtype="<u4")

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from formats.errors import CodingError, CorruptArchiveError
 
-from .ans import AnsLanes, AnsStack, raise_unpoppable, raise_unpushable
+from .ans import AnsLanes, message_words, raise_unpoppable, raise_unpushable
 from .codecs import Bytes, Uniform
 from .model import Model
 
@@ -174,7 +174,7 @@ def _decoders(payloads: list[tuple[bytes, int, int]], item_shape, dtype) -> tupl
         chains.append(_Decoder(chunk, n_items, n_header, lane, np.empty((n_items, *item_shape), dtype=dtype),
                                n_items - 1))
         try:
-            AnsStack.from_bytes(payload[4:])  # validates the message on its own, so errors name the chunk
+            message_words(payload[4:])  # checked here, so that an error names the chunk
         except CorruptArchiveError as exc:
             raise CorruptArchiveError(f"chunk {chunk}: {exc}", chunk=chunk) from None
         messages.append(payload[4:])

@@ -1,7 +1,8 @@
-"""Streaming at scale: build an HDF5 dataset of N 28x28 uint8 items by tiling and shifting MNIST (train + test),
-then compress it with bbarc under /usr/bin/time to report wall time and peak RSS.
+"""Streaming at scale: build HDF5 datasets of N 28x28 uint8 items by tiling and shifting MNIST (train + test),
+then compress each with the bbarc CLI under /usr/bin/time: wall time, CPU time, peak RSS of the largest process
+and of all processes together (sampled every 0.1 s), and the rate. Several N show whether time is linear in N.
 
-    python benchmarks/scale_1m.py --items 1000000 --workers 1 2 [--model mnist-vae] [--chunk-size 1000]
+    python benchmarks/scale_1m.py --items 250000 1000000 --workers 1 2 [--model mnist-vae] [--chunk-size 256]
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
@@ -33,25 +35,47 @@ def build(path: Path, n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--items", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--model", default="mnist-vae")
-    ap.add_argument("--chunk-size", type=int, default=1000)
+    ap.add_argument("--chunk-size", type=int, default=256)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "big.h5"
-        build(src, args.items)
-        print(f"built {src} with {args.items} items ({src.stat().st_size / 2**20:.0f} MiB)", flush=True)
-        for w in args.workers:
-            out = Path(tmp) / f"big-{w}.bbarc"
-            run = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "archiver.cli", "compress",
-                                  f"{src}:/images", str(out), "--model", args.model, "--chunk-size",
-                                  str(args.chunk_size), "--workers", str(w), "--json", "-q"],
-                                 capture_output=True, text=True, check=True)
-            wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", run.stderr).group(1)
-            rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr).group(1))
-            print(f"workers={w}: wall {wall}, peak RSS (largest process) {rss / 1024:.0f} MiB, "
-                  f"{out.stat().st_size * 8 / (args.items * 784):.4f} bits/dim", flush=True)
+        for n in args.items:
+            src = Path(tmp) / f"big-{n}.h5"
+            build(src, n)
+            print(f"built {src.name} with {n} items ({src.stat().st_size / 2**20:.0f} MiB)", flush=True)
+            for w in args.workers:
+                out = Path(tmp) / f"big-{n}-{w}.bbarc"
+                cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "archiver.cli", "compress", f"{src}:/images",
+                       str(out), "--model", args.model, "--chunk-size", str(args.chunk_size), "--workers", str(w),
+                       "--json", "-q"]
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                total = peak_tree_rss(proc)
+                stdout, stderr = proc.communicate()
+                if proc.returncode:
+                    raise SystemExit(f"compress failed: {stderr}")
+                wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", stderr).group(1)
+                rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
+                cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", stderr).group(1)) for k in ("User", "System"))
+                print(f"items={n} workers={w}: wall {wall}, CPU {cpu:.1f} s ({n / cpu:,.0f} items per CPU-second), "
+                      f"peak RSS largest process {rss / 1024:.0f} MiB, all processes {total / 2**20:.0f} MiB, "
+                      f"{out.stat().st_size * 8 / (n * 784):.4f} bits/dim", flush=True)
+
+
+def peak_tree_rss(proc: subprocess.Popen) -> int:
+    """Largest sum of RSS over the process and all its descendants, sampled until it exits (bytes)."""
+    import psutil
+
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            procs = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    return peak
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N train/test images (smoke tests)")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (a new LR cycle)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -61,6 +62,11 @@ def main() -> None:
     test = torch.from_numpy(test_np).to(device)
 
     model = MLPVAE(args.kind, latent=args.latent, hidden=args.hidden, mixtures=args.mixtures).to(device)
+    if args.init:
+        init = torch.load(args.init, map_location=device)
+        if init["config"] != model.config():
+            raise SystemExit(f"--init {args.init} has architecture {init['config']}, not {model.config()}")
+        model.load_state_dict(init["state_dict"])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs, eta_min=args.lr * 0.05)
     args.out.parent.mkdir(parents=True, exist_ok=True)
