@@ -2,7 +2,9 @@
 
 The stack is a 64-bit head in [2**32, 2**64) plus 32-bit words below it. Pops are inherently sequential (each
 symbol's slot depends on the head left by the previous one), so the distribution's CDF is evaluated inside the
-loop, by binary search over the integer CDF: only the values the coder needs are ever computed.
+loop: tables by binary search, mixtures by a search that starts from a floating-point guess of the symbol and
+compares exact integer CDF values. Only the values the coder needs are ever computed. Lane kernels code one row
+of symbols for each of several messages in one call (``archiver.ans.AnsLanes``).
 
 State layout: ``state = uint64[2]`` = (head, number of words in ``buf``). Kernels return -1 on success, or the
 index of the symbol whose pop needed bits that were never pushed (the caller raises; nothing is invented).
@@ -33,9 +35,11 @@ inline = numba.njit(cache=True, nogil=True, inline="always")
 
 @inline
 def _push_head(h, n, buf, start, freq, prec):
-    """``_push`` on a head and word count held in locals: returns (h, n)."""
+    """Push one symbol onto a head and word count held in locals (a hot loop keeps them in registers):
+    returns (h, n). Renormalise when h >= freq * 2**(64 - prec), compared as h >> (64 - prec) >= freq: the
+    product overflows 64 bits when freq == 2**prec (a floor-less codec sure of its symbol)."""
     f = np.uint64(freq)
-    if h >= (f << np.uint64(64 - prec)):
+    if (h >> np.uint64(64 - prec)) >= f:
         buf[n] = np.uint32(h & MASK32)
         n += np.uint64(1)
         h >>= U32
@@ -44,18 +48,13 @@ def _push_head(h, n, buf, start, freq, prec):
 
 @inline
 def _push(state, buf, start, freq, prec):
-    h = state[0]
-    f = np.uint64(freq)
-    if h >= (f << np.uint64(64 - prec)):
-        buf[state[1]] = np.uint32(h & MASK32)
-        state[1] += np.uint64(1)
-        h >>= U32
-    state[0] = ((h // f) << np.uint64(prec)) + (h % f) + np.uint64(start)
+    state[0], state[1] = _push_head(state[0], state[1], buf, start, freq, prec)
 
 
 @inline
 def _pop_head(h, n, buf, cf, start, freq, prec):
-    """``_pop`` on a head and word count held in locals (a hot loop keeps them in registers): (h, n, ok)."""
+    """Pop one symbol (slot ``cf`` in [start, start + freq)) off a head and word count held in locals:
+    returns (h, n, ok); not ok when the stack holds too few bits (nothing is invented)."""
     h = np.uint64(freq) * (h >> np.uint64(prec)) + np.uint64(cf) - np.uint64(start)
     if h < LOW:
         if n == 0:
@@ -67,14 +66,10 @@ def _pop_head(h, n, buf, cf, start, freq, prec):
 
 @jit
 def _pop(state, buf, cf, start, freq, prec):
-    h = np.uint64(freq) * (state[0] >> np.uint64(prec)) + np.uint64(cf) - np.uint64(start)
-    if h < LOW:
-        if state[1] == 0:
-            return False
-        state[1] -= np.uint64(1)
-        h = (h << U32) | np.uint64(buf[state[1]])
-    state[0] = h
-    return True
+    h, n, ok = _pop_head(state[0], state[1], buf, cf, start, freq, prec)
+    if ok:
+        state[0], state[1] = h, n
+    return ok
 
 
 # --- uniform symbols ---------------------------------------------------------------------------------------
@@ -148,6 +143,7 @@ def _mass(e, r, mu, inv, w, table):
     """Sum over components of weight * sigmoid((e - mean) / scale): the unnormalised mixture CDF at edge e, for
     parameter row r (rows are indexed, not sliced: a view per symbol costs more than the arithmetic)."""
     c = np.int64(0)
+    s = np.int64(0)
     for m in range(mu.shape[1]):
         wm, im = w[r, m], inv[r, m]
         if wm == 0:
@@ -361,7 +357,7 @@ def prepare_mixture(mean, log_scale, weights, inv_table, ls_min, mean_limit, wei
             if wm < 0 or wm > weight_max:
                 return 2
             total += wm
-            k = min(max(log_scale[r, m] - ls_min, 0), len(inv_table) - 1)
+            k = min(max(log_scale[r, m], ls_min), ls_min + len(inv_table) - 1) - ls_min  # clip, then index
             inv[r, m] = inv_table[k]
         if total == 0:
             return 2

@@ -197,3 +197,22 @@ def test_kernel_cdf_is_the_specified_formula(k, grid, prec, floor):
     for i in range(n):
         for sym in rng.integers(0, grid.symbols + 1, 12):
             assert table[i, sym] == _spec_cdf(grid.edges, mean[i], log_scale[i], weights[i], prec, floor, int(sym))
+
+
+def test_a_symbol_with_all_the_probability_mass_codes_and_decodes():
+    """A floor-less posterior can be so sure that one bin gets frequency 2**prec: pushing it must not
+    renormalise (freq * 2**(64 - prec) would overflow 64 bits), or the chain cannot be decoded."""
+    q = LogisticMixture(Grid.latent(12), [7 << 16, -(7 << 16)], fp.LOG_SCALE_MIN, 1, 20, floor=False)
+    assert (np.diff(q.cdf_table(), axis=1) == 1 << 20).any(axis=1).all()
+    stack = seeded()
+    before = stack.to_bytes()
+    z = q.pop(stack)  # costs nothing: each symbol is certain
+    assert stack.to_bytes() == before
+    q.push(stack, z)
+    assert stack.to_bytes() == before
+    x = random_mixture(np.random.default_rng(5), 20)
+    symbols = np.arange(20) * 7
+    x.push(stack, symbols)
+    q.push(stack, z)  # bits-back order: the certain push sits between other pushes and pops
+    assert np.array_equal(q.pop(stack), z) and np.array_equal(x.pop(stack), symbols)
+    assert stack.to_bytes() == before

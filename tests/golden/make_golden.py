@@ -29,7 +29,7 @@ def golden_inputs() -> dict[str, tuple[str, np.ndarray, np.ndarray | None, int]]
         "mnist-vae-binary": ("mnist-vae-binary", binary, None, 10),
         "zstd-float32be": ("zstd", floats, None, 7),
         "mnist-hvae": ("mnist-hvae", x[:16], None, 8),
-        # the float32-exact weight files (the plugins' second weights); the cases above keep the first ones
+        # the plugins' second weight files (int8 backend); the cases above were written with the first ones
         "mnist-vae-weights2": ("mnist-vae", x, labels, 10),
         "mnist-vae-binary-weights2": ("mnist-vae-binary", binary, None, 10),
     }
