@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from formats.container import ArchiveReader
-from formats.errors import CorruptArchiveError, UsageError
+from formats.errors import CorruptArchiveError, ModelError, UsageError
 from formats.outputs import open_sink
 
-from .chain import decode_chunks, decode_tail
+from .chain import ChunkDecoder, decode_chunks
 from .pipeline import FORMAT_NAME, auto_lockstep, codec_parameters, in_order, process_pool, raw_hash
 from .plugins import get_model
 
@@ -45,6 +45,7 @@ class Archive:
         self.dtype = np.dtype(meta["item_dtype"])
         self._cache: OrderedDict[int, tuple[np.ndarray, dict]] = OrderedDict()
         self._cache_size = cache_chunks
+        self._tails: OrderedDict[int, ChunkDecoder] = OrderedDict()  # chunks decoded part of the way (random access)
         self._lock = threading.Lock()
         self._model = None
 
@@ -76,7 +77,10 @@ class Archive:
         """The plugin model this archive needs, checked against the recorded weights hash and codec scheme."""
         if self._model is None:
             want = self.metadata["model"]
-            model = get_model(want["id"], want["weights_sha256"])
+            try:
+                model = get_model(want["id"], want["weights_sha256"])
+            except ModelError as exc:
+                raise ModelError(f"{self.path} was written by {want.get('distribution')} {want.get('version')}: {exc}")
             ours, theirs = codec_parameters(), self.metadata["codec"]
             if ours != theirs:
                 diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
@@ -98,20 +102,49 @@ class Archive:
         if todo:
             entries = [self._reader.chunks[i] for i in todo]
             payloads = [(self._reader.read_chunk(i), e.item_count, i) for i, e in zip(todo, entries)]
-            for i, e, (items, side) in zip(todo, entries,
-                                           decode_chunks(self.model(), payloads, self.item_shape, self.dtype)):
-                if e.raw_hash and raw_hash(items) != e.raw_hash:
-                    raise CorruptArchiveError(
-                        f"{self.path}: chunk {i} decodes to content whose hash differs from the one recorded", chunk=i
-                    )
-                items.setflags(write=False)
-                cached[i] = (items, side)
-            with self._lock:
-                for i in todo:
-                    self._cache[i] = cached[i]
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+            for i, decoded in zip(todo, decode_chunks(self.model(), payloads, self.item_shape, self.dtype)):
+                cached[i] = self._keep(i, decoded)
         return [cached[i] for i in indices]
+
+    def _keep(self, index: int, decoded: tuple[np.ndarray, dict]) -> tuple[np.ndarray, dict]:
+        """Check a whole decoded chunk against the raw-content hash recorded at compression, then cache it."""
+        items, side = decoded
+        expected = self._reader.chunks[index].raw_hash
+        if expected and raw_hash(items) != expected:
+            raise CorruptArchiveError(
+                f"{self.path}: chunk {index} decodes to content whose hash differs from the one recorded", chunk=index
+            )
+        items.setflags(write=False)
+        with self._lock:
+            self._tails.pop(index, None)
+            self._cache[index] = (items, side)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return items, side
+
+    def _item(self, chunk: int, j: int) -> np.ndarray:
+        """Item j of a chunk: from the cache, or decoding only the chunk's items after it (chain.ChunkDecoder),
+        resuming a partly decoded chunk; a chunk decoded to its start is checked and cached like any other."""
+        with self._lock:
+            if chunk in self._cache:
+                self._cache.move_to_end(chunk)
+                return self._cache[chunk][0][j].copy()
+            decoder = self._tails.pop(chunk, None)
+        if self.model().header_only:
+            return self.chunk(chunk)[j].copy()
+        if decoder is None:
+            entry = self._reader.chunks[chunk]
+            decoder = ChunkDecoder(self.model(), self._reader.read_chunk(chunk), entry.item_count, self.item_shape,
+                                   self.dtype, chunk=chunk)
+        item = decoder.down_to(j)[0].copy()
+        if decoder.result is not None:
+            self._keep(chunk, decoder.result)
+        elif self._cache_size:
+            with self._lock:
+                self._tails[chunk] = decoder
+                while len(self._tails) > self._cache_size:
+                    self._tails.popitem(last=False)
+        return item
 
     def chunk(self, index: int) -> np.ndarray:
         """All items of chunk ``index`` (read-only array)."""
@@ -140,15 +173,7 @@ class Archive:
         if not 0 <= i < len(self):
             raise UsageError(f"item {key} is out of range: {self.path} holds {len(self)} items")
         c = self._reader.chunk_for_item(i)
-        entry = self._reader.chunks[c]
-        with self._lock:
-            cached = self._cache.get(c)
-        if cached is not None or self.model().header_only:
-            return self.chunk(c)[i - entry.first_item].copy()
-        # not cached: decode from the chunk's end down to this item only (see chain.decode_tail)
-        tail = decode_tail(self.model(), self._reader.read_chunk(c), entry.item_count, i - entry.first_item,
-                           self.item_shape, self.dtype, chunk=c)
-        return tail[0].copy()
+        return self._item(c, i - self._reader.chunks[c].first_item)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Items [start, stop), decoding only the chunks that hold them."""

@@ -95,7 +95,7 @@ def baselines(items: np.ndarray) -> dict:
     return coders
 
 
-def bench(source, model: str = "mnist-vae", chunk_size: int = 1000, dataset: str | None = None,
+def bench(source, model: str = "mnist-vae", chunk_size: int = pipeline.DEFAULT_CHUNK, dataset: str | None = None,
           limit: int | None = None, workers: int = 1, progress=None) -> list[BenchRow]:
     with open_source(source, dataset) as src:
         n = min(len(src), limit) if limit else len(src)

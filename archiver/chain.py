@@ -12,15 +12,16 @@ from __future__ import annotations
 import functools
 import json
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import zstandard
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from formats.errors import CodingError, CorruptArchiveError
 
-from .ans import AnsLanes, message_words, raise_unpoppable, raise_unpushable
+from .ans import AnsLanes, message_words, raise_unpushable
 from .codecs import Bytes, Uniform
 from .model import Model
 
@@ -91,9 +92,7 @@ def _push_round(model: Model, lanes: AnsLanes, chains: list[_Encoder]) -> list[_
         z, status = model.posterior(layer, below).pop_lanes(lanes, ids)
         if (short := status >= 0).any():
             for c in (c for c, bad in zip(chains, short) if bad):
-                if c.n_header >= len(c.items):
-                    raise_unpoppable(int(status[chains.index(c)]), z.shape[1])
-                c.n_header += 1
+                c.n_header += 1  # always possible: this chain's current item is not in its header yet
                 c.restart()
             keep = ~short
             chains, ids, z, symbols = [c for c, k in zip(chains, keep) if k], ids[keep], z[keep], symbols[keep]
@@ -119,10 +118,22 @@ def single_threaded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1):
+        with _thread_pools().limit(limits=1):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+_pools: tuple[int, ThreadpoolController] | None = None
+
+
+def _thread_pools() -> ThreadpoolController:
+    """The process's thread pools (BLAS, OpenMP). Finding them costs 0.5 ms, which a random-access read would
+    pay every time, so they are looked up again only after new modules (and so maybe new libraries) loaded."""
+    global _pools
+    if _pools is None or _pools[0] != len(sys.modules):
+        _pools = (len(sys.modules), ThreadpoolController())
+    return _pools[1]
 
 
 @single_threaded
@@ -189,18 +200,20 @@ def _pop_round(model: Model, lanes: AnsLanes, chains: list[_Decoder]) -> None:
     for layer in range(len(model.latent_layers), 0, -1):
         below = _guard(chains, *model.conditional(layer, z).pop_lanes(lanes, ids))
         raw = model.from_symbols(below) if layer == 1 else below
-        _guard(chains, None, model.posterior(layer, raw).push_lanes(lanes, ids, z))
+        _guard(chains, None, model.posterior(layer, raw).push_lanes(lanes, ids, z), "met a symbol of probability 0")
         z = below
     for j, c in enumerate(chains):
         c.out[c.next] = raw[j]
         c.next -= 1
 
 
-def _guard(chains: list[_Decoder], value, status: np.ndarray):
+def _guard(chains: list[_Decoder], value, status: np.ndarray, what: str = "ran out of bits"):
     """``value`` if every lane's status is clean, else the damaged chunk's error (the others are unaffected)."""
     if (status >= 0).any():
-        chunk = chains[int(np.flatnonzero(status >= 0)[0])].chunk
-        raise CorruptArchiveError(f"chunk {chunk}: the coded data is damaged (a symbol cannot be coded)", chunk=chunk)
+        lane = int(np.flatnonzero(status >= 0)[0])
+        chunk = chains[lane].chunk
+        raise CorruptArchiveError(f"chunk {chunk}: the coded data is damaged (the chain {what} at symbol "
+                                  f"{status[lane]} of an item)", chunk=chunk)
     return value
 
 
@@ -215,23 +228,29 @@ def decode_chunks(model: Model, payloads: list[tuple[bytes, int, int]], item_sha
             progress(len(active))
     results = []
     for c in chains:
-        stack = lanes.stack(c.lane)
-        try:
-            raw = Bytes.pop(stack)
-        except CodingError as exc:
-            raise CorruptArchiveError(f"chunk {c.chunk}: the coded data is damaged ({exc})", chunk=c.chunk) from None
-        meta, head, side = _parse_header(raw, c.chunk)
-        if not stack.is_empty:
-            raise CorruptArchiveError(f"chunk {c.chunk}: bits are left over after decoding: the data is damaged",
-                                      chunk=c.chunk)
-        if (meta["items"] != c.n_items or tuple(meta["shape"]) != tuple(item_shape)
-                or np.dtype(meta["dtype"]) != dtype or meta["header_items"] != c.n_header):
-            raise CorruptArchiveError(f"chunk {c.chunk}: its header disagrees with the archive index", chunk=c.chunk)
-        c.out[: c.n_header] = head
+        results.append(_finish(lanes, c, item_shape, dtype))
         if progress:
             progress(c.n_header)
-        results.append((c.out, side))
     return results
+
+
+def _finish(lanes: AnsLanes, c: _Decoder, item_shape, dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pop the header off a chain whose coded items are all decoded; check that nothing is left and that the
+    header agrees with the index (the end-of-chain integrity check)."""
+    stack = lanes.stack(c.lane)
+    try:
+        raw = Bytes.pop(stack)
+    except CodingError as exc:
+        raise CorruptArchiveError(f"chunk {c.chunk}: the coded data is damaged ({exc})", chunk=c.chunk) from None
+    meta, head, side = _parse_header(raw, c.chunk)
+    if not stack.is_empty:
+        raise CorruptArchiveError(f"chunk {c.chunk}: bits are left over after decoding: the data is damaged",
+                                  chunk=c.chunk)
+    if (meta["items"] != c.n_items or tuple(meta["shape"]) != tuple(item_shape)
+            or np.dtype(meta["dtype"]) != dtype or meta["header_items"] != c.n_header):
+        raise CorruptArchiveError(f"chunk {c.chunk}: its header disagrees with the archive index", chunk=c.chunk)
+    c.out[: c.n_header] = head
+    return c.out, side
 
 
 def decode_chunk(model: Model, payload: bytes, n_items: int, item_shape: tuple[int, ...], dtype: np.dtype,
@@ -239,16 +258,29 @@ def decode_chunk(model: Model, payload: bytes, n_items: int, item_shape: tuple[i
     return decode_chunks(model, [(payload, n_items, chunk)], item_shape, dtype, progress=progress)[0]
 
 
-@single_threaded
-def decode_tail(model: Model, payload: bytes, n_items: int, first: int, item_shape: tuple[int, ...],
-                dtype: np.dtype, chunk: int = 0) -> np.ndarray:
-    """Items ``first .. n_items - 1`` of one chunk. The chain pops its last item first, so this decodes only the
-    items from the end of the chunk down to ``first``: random access to an item costs the items after it, half
-    a chunk on average. The end-of-chain integrity check needs the whole chunk, so it is skipped here; the
-    archive's checksum of the payload still protects it."""
-    lanes, (c,) = _decoders([(payload, n_items, chunk)], item_shape, dtype)
-    if first < c.n_header:  # stored in the header, below every coded item
-        return decode_chunks(model, [(payload, n_items, chunk)], item_shape, dtype)[0][0][first:]
-    while c.next >= first:
-        _pop_round(model, lanes, [c])
-    return c.out[first:]
+class ChunkDecoder:
+    """One chunk decoded on demand, for random access. The chain pops its last item first, so item i needs
+    only the items after it: ``down_to(i)`` decodes that far (half a chunk on average) and a later call goes on
+    from where the last one stopped. Once every coded item is out, the header is popped and the end-of-chain
+    integrity check runs (``result``); until then the payload checksum is the only guard."""
+
+    def __init__(self, model: Model, payload: bytes, n_items: int, item_shape: tuple[int, ...], dtype: np.dtype,
+                 chunk: int = 0):
+        self.model, self.item_shape, self.dtype = model, tuple(item_shape), np.dtype(dtype)
+        self._lanes, (self._chain,) = _decoders([(payload, n_items, chunk)], item_shape, dtype)
+        self._result = None
+
+    @single_threaded
+    def down_to(self, first: int) -> np.ndarray:
+        """Items ``first ..`` to the end of the chunk (a view: do not modify)."""
+        c = self._chain
+        while c.next >= max(first, c.n_header):
+            _pop_round(self.model, self._lanes, [c])
+        if c.next < c.n_header and self._result is None:
+            self._result = _finish(self._lanes, c, self.item_shape, self.dtype)
+        return c.out[first:]
+
+    @property
+    def result(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """(items, side data) once the whole chunk is decoded and checked, else None."""
+        return self._result

@@ -22,6 +22,7 @@ from rich.table import Table
 from formats.errors import BbarcError, CorruptArchiveError, UsageError
 
 from . import api, pipeline, plugins
+from .pipeline import DEFAULT_CHUNK
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lossless dataset archiver (bits-back ANS).")
 err = Console(stderr=True)
@@ -55,7 +56,7 @@ def compress(
     output: Path = typer.Argument(..., help="archive to write"),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="HDF5 dataset path, e.g. /images"),
     model: str = typer.Option("mnist-vae", "--model", "-m", help="model id (see `bbarc models`)"),
-    chunk_size: int = typer.Option(1000, "--chunk-size", "-c", min=1, help="items per independently decodable chunk"),
+    chunk_size: int = typer.Option(DEFAULT_CHUNK, "--chunk-size", "-c", min=1, help="items per independently decodable chunk"),
     labels: Optional[str] = typer.Option(None, "--labels", help="per-item side data stored with the items"),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="encode chunks in this many processes"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
@@ -162,7 +163,7 @@ def bench(
     input: str = typer.Argument(..., help="a .npy, .h5 (file.h5:/key), or MNIST IDX (.gz) file"),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),
     model: str = typer.Option("mnist-vae", "--model", "-m"),
-    chunk_size: int = typer.Option(1000, "--chunk-size", "-c", min=1),
+    chunk_size: int = typer.Option(DEFAULT_CHUNK, "--chunk-size", "-c", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items only"),
     workers: int = typer.Option(1, "--workers", "-w", min=1),
     plot: Optional[Path] = typer.Option(None, "--plot", help="save a rate-vs-speed plot (PNG)"),
@@ -203,7 +204,7 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     target, decoded = workdir / f"sample-{model}.bbarc", workdir / "sample-decoded.npy"
     with progress_bar("compressing", None, False) as tick:
-        result = pipeline.compress(sample, target, model=model, chunk_size=1000, progress=tick)
+        result = pipeline.compress(sample, target, model=model, chunk_size=DEFAULT_CHUNK, progress=tick)
     api.decompress(target, str(decoded))
     with open_source(sample) as src:
         same = np.array_equal(src.read(0, len(src)), np.load(decoded))

@@ -45,7 +45,7 @@ class _Float64Layer:
     def __init__(self, w: np.ndarray, b: np.ndarray):
         self.wt, self.b = w.astype(np.float64).T, b.astype(np.float64)
 
-    def __call__(self, a: np.ndarray) -> np.ndarray:
+    def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
         acc = np.asarray(a, dtype=np.float64) @ self.wt
         acc += self.b
         return acc
@@ -81,10 +81,14 @@ class _Int8Layer:
         self.lo = torch.from_numpy(np.ascontiguousarray(lo.T, dtype=np.int8))
         self.offset = (128.0 * w.sum(axis=1) + b).astype(np.float64)  # undoes the -128 input offset; exact
 
-    def __call__(self, a: np.ndarray) -> np.ndarray:
-        """``a``: inputs in [0, 255], or already in int8 form (minus 128, from ``_requantise``)."""
+    def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
+        """``a``: integers in [0, 255]; with ``offset``, int8 values already minus 128 (from ``_requantise``)."""
         a = np.asarray(a)
-        x = self.torch.from_numpy(a if a.dtype == np.int8 else (a - 128).astype(np.int8))
+        if not offset:
+            if a.size and (a.min() < 0 or a.max() > INT8_IN_MAX):
+                raise ValueError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
+            a = (a - 128).astype(np.int8)
+        x = self.torch.from_numpy(a)
         hi, lo = self.torch._int_mm(x, self.hi).numpy(), self.torch._int_mm(x, self.lo).numpy()
         out = np.empty(hi.shape, np.float64)
         _combine(hi, lo, self.offset, out)
@@ -103,12 +107,16 @@ class IntMLP:
     int8: bool = True  # use the int8 backend where it applies (False: float64 throughout, for tests)
 
     def __post_init__(self):
-        for w in self.weights:
+        for w, b in zip(self.weights, self.biases):
             if w.shape[1] > MAX_FAN_IN or np.abs(w).max() > WEIGHT_MAX or (w != np.round(w)).any():
                 raise ValueError("IntMLP weights must be integers below 2**15 with fan-in <= 1024 (exactness bound)")
+            if (b != np.round(b)).any() or np.abs(b).max() >= 2.0**52:
+                raise ValueError("IntMLP biases must be integers below 2**52 (exactness bound)")
         act_max = tuple(self.act_max) or (ACT_MAX,) * (len(self.weights) - 1)
-        if len(act_max) != len(self.weights) - 1 or max(act_max, default=0) > ACT_MAX:
-            raise ValueError(f"IntMLP needs one activation clip <= {ACT_MAX:.0f} per hidden layer")
+        if (len(act_max) != len(self.weights) - 1 or any(a != int(a) or not 0 < a <= ACT_MAX for a in act_max)
+                or not (self.in_max == np.inf or self.in_max == int(self.in_max) >= 0)):
+            raise ValueError(f"IntMLP needs one integer activation clip in [1, {ACT_MAX:.0f}] per hidden layer and an "
+                             "integer (or infinite) input bound")
         object.__setattr__(self, "act_max", act_max)
         torch = _torch() if self.int8 else None
         layers = []
@@ -122,13 +130,14 @@ class IntMLP:
         return tuple("int8" if isinstance(layer, _Int8Layer) else "float64" for layer in self._layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        a = np.asarray(x)
+        a, offset = np.asarray(x), False
         for i, layer in enumerate(self._layers):
-            acc = layer(a)
+            acc = layer(a, offset)
             if i + 1 < len(self._layers):
                 to_int8 = self._layers[i + 1].takes_int8
                 a = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
                 _requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
+                offset = to_int8
         return acc
 
 

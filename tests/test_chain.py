@@ -56,18 +56,27 @@ def test_lockstep_chains_are_bit_identical_to_single_chains(model_id, mnist):
     assert decoded[2][1]["labels"].tolist() == list(range(11))
 
 
-def test_tail_decoding_stops_at_the_wanted_item(mnist, tmp_path):
-    """Random access decodes from the chunk's end down to the item only, and gives the same items."""
+def test_random_access_decodes_only_the_chunk_tail_and_resumes(mnist, tmp_path):
+    """Item i needs only the items after it in its chunk; a later read goes on from there, and a chunk decoded
+    to its start is checked (header, raw-content hash) and cached like any other."""
     import archiver
-    from archiver.chain import decode_tail
+    from archiver.chain import ChunkDecoder
 
-    model = get_model("mnist-hvae")  # seeds with items in the header: tails that reach into it are covered too
+    model = get_model("mnist-hvae")  # seeds with items in the header: reads that reach into it are covered too
     payload = encode_chunk(model, mnist[:9])
     (n_header,) = struct.unpack_from("<I", payload)
     assert n_header >= 1
-    for first in (8, 5, n_header, 0):
-        tail = decode_tail(model, payload, 9, first, (28, 28), np.dtype(np.uint8))
-        assert np.array_equal(tail, mnist[first:9])
+    dec = ChunkDecoder(model, payload, 9, (28, 28), np.dtype(np.uint8))
+    for first in (8, 6):
+        assert np.array_equal(dec.down_to(first), mnist[first:9]) and dec.result is None
+    assert dec._chain.next == 5  # each call decoded only the items it needed
+    assert np.array_equal(dec.down_to(n_header), mnist[n_header:9])
+    assert dec.result is not None  # every coded item is out: the header is popped and checked
+    assert np.array_equal(dec.down_to(0), mnist[:9])
     archiver.compress(mnist[:40], tmp_path / "a.bbarc", model="mnist-vae", chunk_size=16)
+    with archiver.open(tmp_path / "a.bbarc") as a:
+        assert np.array_equal(a[20], mnist[20]) and 1 in a._tails and 1 not in a._cache
+        assert all(np.array_equal(a[i], mnist[i]) for i in (21, 17, 16, 39, 0, 15))
+        assert set(a._cache) == {0, 1} and 1 not in a._tails
     with archiver.open(tmp_path / "a.bbarc", cache_chunks=0) as a:
-        assert all(np.array_equal(a[i], mnist[i]) for i in (0, 15, 16, 17, 39))
+        assert all(np.array_equal(a[i], mnist[i]) for i in (0, 15, 16, 17, 39)) and not a._tails

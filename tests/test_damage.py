@@ -94,7 +94,7 @@ def test_missing_plugin_and_different_weights_exit_4(tmp_path, mnist, monkeypatc
     archiver.compress(mnist[:5], tmp_path / "w.bbarc", model="mnist-vae")
     monkeypatch.undo()
     run = bbarc("decompress", tmp_path / "w.bbarc", tmp_path / "w.npy", check=False)
-    assert run.returncode == 4 and "weights" in run.stderr
+    assert run.returncode == 4 and "weights" in run.stderr and "was written by bbarc" in " ".join(run.stderr.split())
     assert not (tmp_path / "w.npy").exists()
     with pytest.raises(ModelError):
         archiver.open(tmp_path / "w.bbarc")[0]
