@@ -1,6 +1,6 @@
 """Streaming at scale: build HDF5 datasets of N 28x28 uint8 items by tiling and shifting MNIST (train + test),
 then compress each with the bbarc CLI under /usr/bin/time: wall time, CPU time, peak RSS of the largest process
-and of all processes together (sampled every 0.1 s), and the rate. Several N show whether time is linear in N.
+and of all processes together (RSS and PSS, sampled every 0.1 s), and the rate. Several N show whether time is linear in N.
 
     python benchmarks/scale_1m.py --items 250000 1000000 --workers 1 2 [--model mnist-vae] [--chunk-size 256]
 """
@@ -51,7 +51,7 @@ def main() -> None:
                        str(out), "--model", args.model, "--chunk-size", str(args.chunk_size), "--workers", str(w),
                        "--json", "-q"]
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                total = peak_tree_rss(proc)
+                total, pss = peak_tree_rss(proc)
                 stdout, stderr = proc.communicate()
                 if proc.returncode:
                     raise SystemExit(f"compress failed: {stderr}")
@@ -59,23 +59,31 @@ def main() -> None:
                 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
                 cpu = sum(float(re.search(rf"{k} time \(seconds\): (\S+)", stderr).group(1)) for k in ("User", "System"))
                 print(f"items={n} workers={w}: wall {wall}, CPU {cpu:.1f} s ({n / cpu:,.0f} items per CPU-second), "
-                      f"peak RSS largest process {rss / 1024:.0f} MiB, all processes {total / 2**20:.0f} MiB, "
+                      f"peak RSS largest process {rss / 1024:.0f} MiB, all processes {total / 2**20:.0f} MiB "
+                      f"(PSS {pss / 2**20:.0f} MiB), "
                       f"{out.stat().st_size * 8 / (n * 784):.4f} bits/dim", flush=True)
 
 
-def peak_tree_rss(proc: subprocess.Popen) -> int:
-    """Largest sum of RSS over the process and all its descendants, sampled until it exits (bytes)."""
+def peak_tree_rss(proc: subprocess.Popen) -> tuple[int, int]:
+    """Largest sums of RSS and of PSS (shared pages such as library code counted once, split between the
+    processes that map them) over the process and all its descendants, sampled until it exits (bytes)."""
     import psutil
 
-    root, peak = psutil.Process(proc.pid), 0
+    root, peak_rss, peak_pss = psutil.Process(proc.pid), 0, 0
     while proc.poll() is None:
         try:
-            procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-        except psutil.Error:
+            procs = [p for p in (root, *root.children(recursive=True)) if p.is_running()]
+            peak_rss = max(peak_rss, sum(p.memory_info().rss for p in procs))
+            peak_pss = max(peak_pss, sum(_pss(p.pid) for p in procs))
+        except (psutil.Error, OSError):
             pass
         time.sleep(0.1)
-    return peak
+    return peak_rss, peak_pss
+
+
+def _pss(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return int(f.read().split("Pss:")[1].split()[0]) * 1024
 
 
 if __name__ == "__main__":

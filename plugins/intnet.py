@@ -163,6 +163,13 @@ def save_weights(path: Path, nets: dict[str, IntMLP], extra: dict[str, np.ndarra
 def load_weights(path) -> tuple[dict, dict[str, IntMLP], dict[str, np.ndarray], str]:
     """Returns (config, networks, other arrays, sha256 of the file)."""
     config, arrays, digest = read_weights(path)
+    nets, extra = build_nets(arrays)
+    return config, nets, extra, digest
+
+
+def build_nets(arrays: dict[str, np.ndarray]) -> tuple[dict[str, IntMLP], dict[str, np.ndarray]]:
+    """The networks stored in a weights file's arrays, and the arrays that are not part of them."""
+    arrays = dict(arrays)
     nets = {}
     for name in sorted({k.split(".")[0] for k in arrays if ".w" in k}):
         n = sum(1 for k in arrays if k.startswith(f"{name}.w"))
@@ -173,4 +180,4 @@ def load_weights(path) -> tuple[dict, dict[str, IntMLP], dict[str, np.ndarray], 
             tuple(float(arrays.pop(f"{name}.m{i}", ACT_MAX)) for i in range(n - 1)),
             float(arrays.pop(f"{name}.inmax", np.inf)),
         )
-    return config, nets, arrays, digest
+    return nets, arrays

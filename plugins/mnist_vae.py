@@ -18,8 +18,8 @@ from archiver.codecs import Grid, LogisticMixture
 from archiver.hookspecs import hookimpl
 from archiver.model import LatentLayer, Model
 from formats.errors import UsageError
-from plugins.intnet import affine_floor, load_weights
-from plugins.weightfiles import load_model_weights
+from plugins.intnet import affine_floor, build_nets
+from plugins.weightfiles import load_model_weights, read_weights
 
 LATENT_BITS = 12
 
@@ -43,15 +43,22 @@ class MnistVAE(Model):
         )
 
     @cached_property
-    def _loaded(self):
-        return load_model_weights(self.id, self.weights, load_weights)
+    def _file(self) -> tuple[dict, dict[str, np.ndarray], str]:
+        """(config, arrays, sha256) of the weights file. Enough for metadata: a process that only writes the
+        archive while workers code (``--workers``) never builds the networks (nor imports torch)."""
+        return load_model_weights(self.id, self.weights, read_weights)
+
+    @cached_property
+    def _nets(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(networks, output affine maps)."""
+        return build_nets(self._file[1])
 
     @property
     def latent_layers(self):
-        return (LatentLayer((self._loaded[0]["latent"],), LATENT_BITS),)
+        return (LatentLayer((self._file[0]["latent"],), LATENT_BITS),)
 
     def weights_sha256(self) -> str:
-        return self._loaded[3]
+        return self._file[2]
 
     def with_weights(self, sha256: str) -> MnistVAE | None:
         if sha256 == self.weights_sha256():
@@ -63,7 +70,7 @@ class MnistVAE(Model):
         return None
 
     def info(self) -> dict:
-        cfg = self._loaded[0]
+        cfg = self._file[0]
         return dict(super().info(), architecture=dict(hidden=cfg["hidden"], mixtures=cfg["mixtures"], kind=cfg["kind"]))
 
     def check_items(self, items: np.ndarray) -> None:
@@ -75,18 +82,18 @@ class MnistVAE(Model):
             )
 
     def posterior(self, layer: int, below: np.ndarray) -> LogisticMixture:
-        _, nets, extra, _ = self._loaded
+        nets, extra = self._nets
         acc = nets["enc"](below.reshape(len(below), -1))
         out = affine_floor(acc, extra["enc.out_mul"], extra["enc.out_add"])
         n = out.shape[1] // 2
-        log_scale_min = int(np.floor(self._loaded[0]["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
+        log_scale_min = int(np.floor(self._file[0]["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
         return LogisticMixture(
             Grid.latent(LATENT_BITS), out[:, :n].reshape(-1), np.maximum(out[:, n:], log_scale_min).reshape(-1),
             1, self.latent_precision, floor=False,
         )
 
     def conditional(self, layer: int, above: np.ndarray) -> LogisticMixture:
-        cfg, nets, extra, _ = self._loaded
+        cfg, (nets, extra) = self._file[0], self._nets
         z = fp.logistic_bin_centres(LATENT_BITS)[above]
         out = affine_floor(nets["dec"](z), extra["dec.out_mul"], extra["dec.out_add"])
         if self.binary:

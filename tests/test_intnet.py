@@ -62,6 +62,6 @@ def test_archives_are_the_same_bytes_without_torch(monkeypatch, mnist):
     payload = encode_chunk(fast, mnist[:6])
     monkeypatch.setattr(intnet, "_torch", lambda: None)
     slow = MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False)
-    assert set(slow._loaded[1]["dec"].backends) == {"float64"}
+    assert set(slow._nets[0]["dec"].backends) == {"float64"}
     assert encode_chunk(slow, mnist[:6]) == payload
     assert np.array_equal(decode_chunk(slow, payload, 6, (28, 28), np.dtype(np.uint8))[0], mnist[:6])
