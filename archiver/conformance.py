@@ -33,6 +33,11 @@ def check_contract(model: Model) -> None:
         _fail(model, "id must be lower-case letters, digits, '.', '_' or '-'")
     if not re.fullmatch(r"[0-9a-f]{64}", model.weights_sha256()):
         _fail(model, "weights_sha256() must return 64 lower-case hex digits")
+    same = model.with_weights(model.weights_sha256())
+    if same is None or same.weights_sha256() != model.weights_sha256():
+        _fail(model, "with_weights(its own weights_sha256()) must return a model with those weights")
+    if model.with_weights("0" * 64) is not None:
+        _fail(model, "with_weights(an unknown hash) must return None")
     if not model.header_only and not model.latent_layers:
         _fail(model, "a model without latent layers must set header_only = True")
     for layer in model.latent_layers:
