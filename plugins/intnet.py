@@ -16,6 +16,7 @@ everywhere), then a clip at the layer's ``act_max``. The result: the same intege
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +32,20 @@ INT8_IN_MAX = 255.0  # int8 layers take inputs in [0, 255]
 INT8_WEIGHT_MAX = (1 << 14) - 1  # and weights that split into two int8 planes
 
 
+@functools.lru_cache(maxsize=1)
 def _torch():
+    """torch, if its int8 product works here (checked once against exact integer arithmetic), else None."""
     try:
         import torch
-    except ImportError:  # coding still works, with the float64 backend
+
+        rng = np.random.default_rng(0)
+        a, b = rng.integers(-128, 128, (3, 40)), rng.integers(-128, 128, (40, 24))
+        got = torch._int_mm(torch.from_numpy(a.astype(np.int8)), torch.from_numpy(b.astype(np.int8))).numpy()
+        if not np.array_equal(got, a @ b):
+            return None
+    except Exception:  # no torch, or no int8 product on this build or CPU: coding still works, in float64
         return None
-    return torch if hasattr(torch, "_int_mm") else None
+    return torch
 
 
 class _Float64Layer:
