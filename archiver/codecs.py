@@ -25,6 +25,12 @@ def max_precision(components: int) -> int:
     return 26 - int(np.ceil(np.log2(max(components, 1))))
 
 
+def _in_range(arr: np.ndarray, limit: int) -> np.ndarray:
+    if arr.size and (arr.min() < 0 or arr.max() >= limit):
+        raise CodingError(f"symbols must lie in [0, {limit}), got values in [{arr.min()}, {arr.max()}]")
+    return arr
+
+
 def _lane_width(rows: int, ids: np.ndarray) -> int:
     if len(ids) == 0 or rows % len(ids):
         raise CodingError(f"a codec of {rows} symbols cannot be split evenly over {len(ids)} lanes")
@@ -35,18 +41,14 @@ def _lane_symbols(symbols, lanes: int, n: int, limit: int) -> np.ndarray:
     arr = np.ascontiguousarray(symbols, dtype=np.int64)
     if arr.shape != (lanes, n):
         raise CodingError(f"expected symbols of shape ({lanes}, {n}) for {lanes} lanes, got {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() >= limit):
-        raise CodingError(f"symbols must lie in [0, {limit}), got values in [{arr.min()}, {arr.max()}]")
-    return arr
+    return _in_range(arr, limit)
 
 
 def _symbols(symbols, n: int | None, limit: int) -> np.ndarray:
     arr = np.ascontiguousarray(symbols, dtype=np.int64).reshape(-1)
     if n is not None and len(arr) != n:
         raise CodingError(f"this codec codes {n} symbols, got {len(arr)}")
-    if len(arr) and (arr.min() < 0 or arr.max() >= limit):
-        raise CodingError(f"symbols must lie in [0, {limit}), got values in [{arr.min()}, {arr.max()}]")
-    return arr
+    return _in_range(arr, limit)
 
 
 @dataclass(frozen=True)

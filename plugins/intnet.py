@@ -136,7 +136,7 @@ class IntMLP:
 
     @property
     def backends(self) -> tuple[str, ...]:
-        return tuple("int8" if isinstance(layer, _Int8Layer) else "float64" for layer in self._layers)
+        return tuple("int8" if layer.takes_int8 else "float64" for layer in self._layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         a, offset = np.asarray(x), False
