@@ -1,8 +1,8 @@
 """A stack (LIFO) rANS coder: 64-bit head, 32-bit words, exact integer arithmetic.
 
-``AnsStack`` is the mutable message; codecs (``archiver.codecs``) are immutable values that push symbols onto it
+``AnsStack`` is the mutable message; codecs (``bbarc.codecs``) are immutable values that push symbols onto it
 and pop them off. Popping more information than was ever pushed raises ``CodingError`` instead of inventing
-bits: bits-back coding must start from real "clean bits" (the chunk header, see ``archiver.chain``).
+bits: bits-back coding must start from real "clean bits" (the chunk header, see ``bbarc.chain``).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from formats.errors import CodingError, CorruptArchiveError
+from bbarc.errors import CodingError, CorruptArchiveError
 
 from . import kernels
 

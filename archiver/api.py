@@ -1,4 +1,4 @@
-"""The Python API: ``compress`` (see ``archiver.pipeline``), ``open`` and the random-access ``Archive``."""
+"""The Python API: ``compress`` (see ``bbarc.pipeline``), ``open`` and the random-access ``Archive``."""
 from __future__ import annotations
 
 import operator
@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formats.container import ArchiveReader
-from formats.errors import CorruptArchiveError, ModelError, UsageError
-from formats.outputs import open_sink
+from bbarc.formats.container import ArchiveReader
+from bbarc.errors import CorruptArchiveError, ModelError, UsageError
+from bbarc.formats.outputs import open_sink
 
 from .chain import ChunkDecoder, decode_chunks
 from .pipeline import FORMAT_NAME, auto_lockstep, codec_parameters, in_order, process_pool, raw_hash
-from .plugins import get_model
+from .registry import get_model
 
 
 @dataclass(frozen=True)

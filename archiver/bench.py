@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from formats.errors import UsageError
-from formats.inputs import open_source
+from bbarc.errors import UsageError
+from bbarc.formats.inputs import open_source
 
 from . import api, pipeline
 

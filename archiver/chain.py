@@ -19,7 +19,7 @@ import numpy as np
 import zstandard
 from threadpoolctl import ThreadpoolController
 
-from formats.errors import CodingError, CorruptArchiveError
+from bbarc.errors import CodingError, CorruptArchiveError
 
 from .ans import AnsLanes, message_words, raise_unpushable
 from .codecs import Bytes, Uniform

@@ -19,9 +19,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from formats.errors import BbarcError, CorruptArchiveError, UsageError
+from bbarc.errors import BbarcError, CorruptArchiveError, UsageError
 
-from . import api, pipeline, plugins
+from . import api, pipeline, registry
 from .pipeline import DEFAULT_CHUNK
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lossless dataset archiver (bits-back ANS).")
@@ -147,11 +147,11 @@ def verify(
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json")):
     """List installed model plugins."""
-    entries = plugins.model_entries()
+    entries = registry.model_entries()
     rows = [dict(id=e.id, plugin=e.plugin, distribution=e.distribution, version=e.version,
                  hooks=["register_models"], description=e.factory().description) for e in entries.values()]
     if as_json:
-        return emit(dict(models=rows, plugins=plugins.list_plugins()), True, "")
+        return emit(dict(models=rows, plugins=registry.list_plugins()), True, "")
     table = Table("model", "plugin", "distribution", "version", "description")
     for r in rows:
         table.add_row(r["id"], r["plugin"], r["distribution"], r["version"], r["description"])
@@ -198,9 +198,9 @@ def demo(
     model: str = typer.Option("mnist-vae", "--model", "-m"),
 ):
     """Compress the bundled MNIST sample (1,000 test images), check the round trip, and report the rate."""
-    from formats.inputs import open_source
+    from bbarc.formats.inputs import open_source
 
-    sample = str(files("archiver") / "samples" / SAMPLE)
+    sample = str(files("bbarc") / "samples" / SAMPLE)
     workdir.mkdir(parents=True, exist_ok=True)
     target, decoded = workdir / f"sample-{model}.bbarc", workdir / "sample-decoded.npy"
     with progress_bar("compressing", None, False) as tick:

@@ -1,6 +1,6 @@
 """Codecs: small immutable values that push symbols onto an ``AnsStack`` and pop them off again.
 
-Every codec's frequencies are integers derived with integer arithmetic (``archiver.fixedpoint``), so a decoder
+Every codec's frequencies are integers derived with integer arithmetic (``bbarc.fixedpoint``), so a decoder
 always rebuilds exactly the frequencies the encoder used. Symbols are int64 arrays; ``pop`` returns as many
 symbols as the codec describes (its length), in the order they were pushed.
 """
@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from formats.errors import CodingError
+from bbarc.errors import CodingError
 
 from . import fixedpoint as fp
 from . import kernels

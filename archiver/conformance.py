@@ -1,6 +1,6 @@
 """Conformance checks a model plugin must pass. Plugin authors run them against their own model:
 
-    from archiver.conformance import check_model
+    from bbarc.conformance import check_model
     def test_my_model_conforms():
         check_model(MyModel(), sample_items)   # sample_items: (B, *item_shape), B >= 3
 
@@ -28,7 +28,7 @@ def _fail(model: Model, message: str):
 
 def check_contract(model: Model) -> None:
     if not isinstance(model, Model):
-        _fail(model, f"must subclass archiver.model.Model, is {type(model).__name__}")
+        _fail(model, f"must subclass bbarc.model.Model, is {type(model).__name__}")
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", model.id or ""):
         _fail(model, "id must be lower-case letters, digits, '.', '_' or '-'")
     if not re.fullmatch(r"[0-9a-f]{64}", model.weights_sha256()):

@@ -10,7 +10,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_models(register):
-    """Call ``register(model_id, factory)`` for each model; ``factory()`` returns an ``archiver.model.Model``.
+    """Call ``register(model_id, factory)`` for each model; ``factory()`` returns an ``bbarc.model.Model``.
 
     Factories are called lazily, only when a model is used, so listing models stays cheap.
     """

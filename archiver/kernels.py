@@ -4,7 +4,7 @@ The stack is a 64-bit head in [2**32, 2**64) plus 32-bit words below it. Pops ar
 symbol's slot depends on the head left by the previous one), so the distribution's CDF is evaluated inside the
 loop: tables by binary search, mixtures by a search that starts from a floating-point guess of the symbol and
 compares exact integer CDF values. Only the values the coder needs are ever computed. Lane kernels code one row
-of symbols for each of several messages in one call (``archiver.ans.AnsLanes``).
+of symbols for each of several messages in one call (``bbarc.ans.AnsLanes``).
 
 State layout: ``state = uint64[2]`` = (head, number of words in ``buf``). Kernels return -1 on success, or the
 index of the symbol whose pop needed bits that were never pushed (the caller raises; nothing is invented).

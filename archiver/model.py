@@ -1,9 +1,9 @@
 """The contract a model plugin fulfils (see README "Writing a model plugin").
 
 A model is one object with a declared item shape/dtype and latent layout, and numpy-in/numpy-out methods that
-return codecs (``archiver.codecs``) whose parameters are integers. The chain calls them one item at a time when
+return codecs (``bbarc.codecs``) whose parameters are integers. The chain calls them one item at a time when
 decoding and may batch them when encoding, so a model MUST return exactly the same integers for an item whatever
-the batch it comes in and whatever the thread count: ``archiver.conformance`` checks this.
+the batch it comes in and whatever the thread count: ``bbarc.conformance`` checks this.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formats.errors import UsageError
+from bbarc.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Streaming compression and decompression: source -> chunks -> chains -> archive, and back.
 
 Memory stays bounded by one chunk (plus the model): items are read from the source chunk by chunk, and the
-archive is written as it goes (``formats.container`` finalises it atomically, so a failure leaves nothing).
+archive is written as it goes (``bbarc.formats.container`` finalises it atomically, so a failure leaves nothing).
 """
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
-from formats.container import ArchiveWriter
-from formats.errors import UsageError
-from formats.inputs import open_source
+from bbarc.formats.container import ArchiveWriter
+from bbarc.errors import UsageError
+from bbarc.formats.inputs import open_source
 
 from . import fixedpoint
 from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunks
-from .plugins import get_model, model_entry
+from .registry import get_model, model_entry
 
 FORMAT_NAME = "bbarc"
 # Items per chunk unless asked: each chunk is one chain (~1,600 bits of overhead, 0.55 % of 256 MNIST images),

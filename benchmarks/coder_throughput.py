@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from archiver import fixedpoint as fp
-from archiver.ans import AnsStack
-from archiver.codecs import Bytes, Grid, LogisticMixture, Uniform
+from bbarc import fixedpoint as fp
+from bbarc.ans import AnsStack
+from bbarc.codecs import Bytes, Grid, LogisticMixture, Uniform
 
 
 def cpu(fn):

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import archiver
-from archiver import bench
-from archiver.chain import _header_bytes
-from formats.container import ArchiveReader
-from formats.inputs import open_source
+import bbarc
+from bbarc import bench
+from bbarc.chain import _header_bytes
+from bbarc.formats.container import ArchiveReader
+from bbarc.formats.inputs import open_source
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
 
@@ -47,11 +47,11 @@ def baseline_rows(data: np.ndarray) -> list[dict]:
 
 def bbarc_row(data: np.ndarray, model: str, chunk: int, tmp: Path) -> dict:
     path = tmp / f"{model}-{chunk}.bbarc"
-    result, ew, ec = timed(lambda: archiver.compress(data, path, model=model, chunk_size=chunk))
-    with archiver.open(path) as a:
+    result, ew, ec = timed(lambda: bbarc.compress(data, path, model=model, chunk_size=chunk))
+    with bbarc.open(path) as a:
         back, dw, dc = timed(lambda: a[:])
     identical = bool(np.array_equal(back, data))
-    with archiver.open(path) as a:
+    with bbarc.open(path) as a:
         t = time.perf_counter()
         item = a[len(a) // 2 + 7]
         get_s = time.perf_counter() - t

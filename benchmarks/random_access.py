@@ -4,7 +4,7 @@
 
 Builds the 70,000 images as one .npy, compresses it at each chunk size, then reads ``--items`` random items
 (seed 0) plus the first item of a few chunks (the slowest: a chain pops its last item first) through
-``archiver.open(path, cache_chunks=0)``, so every read decodes from scratch. Reports the per-item latency
+``bbarc.open(path, cache_chunks=0)``, so every read decodes from scratch. Reports the per-item latency
 (median, 90th percentile, max), the time a fresh process takes to open the archive and read one item (imports,
 weights and compiled coder included), the archive's rate, and for reference the same data under bbarc's ``zstd`` model
 (random access to zstd-compressed chunks) and whole-file xz -9e / zstd -19, all measured in this run.
@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-import archiver
-from formats.inputs import open_source
+import bbarc
+from bbarc.formats.inputs import open_source
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 COLD = """
 import sys, time
 t = time.perf_counter()
-import archiver
-with archiver.open(sys.argv[1]) as a:
+import bbarc
+with bbarc.open(sys.argv[1]) as a:
     a[int(sys.argv[2])]
 print(time.perf_counter() - t)
 """
@@ -39,7 +39,7 @@ print(time.perf_counter() - t)
 
 def latencies(path: Path, items: np.ndarray, picks: list[int]) -> list[float]:
     out = []
-    with archiver.open(path, cache_chunks=0) as a:
+    with bbarc.open(path, cache_chunks=0) as a:
         a[len(a) - 1]  # loads the model and the compiled coder once (start-up, reported apart)
         for i in picks:
             t = time.perf_counter()
@@ -77,7 +77,7 @@ def main() -> None:
         for model in (args.model, "zstd"):
             for chunk in args.chunk_sizes:
                 path = Path(tmp) / f"{model}-{chunk}.bbarc"
-                result = archiver.compress(source, path, model=model, chunk_size=chunk)
+                result = bbarc.compress(source, path, model=model, chunk_size=chunk)
                 rng = np.random.default_rng(0)
                 starts = [chunk * k for k in (0, 100, 273 * 256 // chunk)]
                 picks = [int(i) for i in rng.integers(0, len(x), args.items)] + starts

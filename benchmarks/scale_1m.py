@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from formats.inputs import open_source
+from bbarc.formats.inputs import open_source
 
 MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -47,7 +47,7 @@ def main() -> None:
             print(f"built {src.name} with {n} items ({src.stat().st_size / 2**20:.0f} MiB)", flush=True)
             for w in args.workers:
                 out = Path(tmp) / f"big-{n}-{w}.bbarc"
-                cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "archiver.cli", "compress", f"{src}:/images",
+                cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "bbarc.cli", "compress", f"{src}:/images",
                        str(out), "--model", args.model, "--chunk-size", str(args.chunk_size), "--workers", str(w),
                        "--json", "-q"]
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-import archiver
-from archiver import bench
-from formats.inputs import open_source
+import bbarc
+from bbarc import bench
+from bbarc.formats.inputs import open_source
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
 TARGETS = {"mnist-vae": (5000, None), "mnist-vae-binary": (15000, 0.196)}  # items per CPU-second, bits/dim
@@ -40,7 +40,7 @@ def main() -> None:
             source = Path(tmp) / "items.npy"
             np.save(source, data[model])
             rows = bench.bench(source, model, args.chunk_size)
-            single = archiver.compress(source, Path(tmp) / "one.bbarc", model=model, chunk_size=len(x)).bits_per_dim
+            single = bbarc.compress(source, Path(tmp) / "one.bbarc", model=model, chunk_size=len(x)).bits_per_dim
         ours = rows[-1]
         ratio = bench.speed_ratio(rows)
         report = dict(model=model, items=len(x), chunk_size=args.chunk_size, rows=bench.as_dicts(rows),

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .errors import UsageError
+from bbarc.errors import UsageError
 
 # bool, signed and unsigned integers, floats: fixed-size numbers with an exact byte representation.
 SUPPORTED_KINDS = "biuf"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 
-from .errors import UsageError
+from bbarc.errors import UsageError
 
 
 def temp_path_for(target: str | os.PathLike) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import layout
 from .atomic import publish, remove_quietly, temp_path_for
-from .errors import CorruptArchiveError, UsageError
+from bbarc.errors import CorruptArchiveError, UsageError
 from .layout import ChunkEntry
 
 __all__ = ["ArchiveWriter", "ArchiveReader", "ChunkEntry"]

@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 
 from .arrays import native_copy
-from .errors import UsageError
+from bbarc.errors import UsageError
 from .source import Source
 
 IDX_DTYPES = {

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from .arrays import native_copy
-from .errors import UsageError
+from bbarc.errors import UsageError
 from .idx import IdxSource
 from .locations import parse_location
 from .source import ArraySource, Source

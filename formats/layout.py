@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import zstandard
 
-from .errors import CorruptArchiveError, UsageError
+from bbarc.errors import CorruptArchiveError, UsageError
 
 # "\x89" catches 7-bit transports; "\r\n" changes length under either CRLF<->LF text-mode conversion.
 MAGIC = b"BBARC\x89\r\n"

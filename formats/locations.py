@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from bbarc.errors import UsageError
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 _IDX_NAME = re.compile(r"(ubyte|\.idx\d?)(\.gz)?$")

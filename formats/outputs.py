@@ -10,7 +10,7 @@ import numpy as np
 
 from .arrays import check_dtype, check_shape
 from .atomic import fsync_path, publish, remove_quietly, temp_path_for
-from .errors import UsageError
+from bbarc.errors import UsageError
 from .locations import parse_location
 
 __all__ = ["open_sink", "Sink"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .arrays import check_dtype, check_shape, native, native_copy
-from .errors import UsageError
+from bbarc.errors import UsageError
 
 
 class Source:

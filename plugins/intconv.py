@@ -1,6 +1,6 @@
 """Integer-exact convolutional networks in numpy (the ``mnist-hvae`` plugin's inference).
 
-Same argument as ``plugins.intnet``: integer weights |w| < 2**15, integer activations |a| <= 2**15 (latent
+Same argument as ``bbarc.plugins.intnet``: integer weights |w| < 2**15, integer activations |a| <= 2**15 (latent
 inputs up to 2**20), fan-in <= 1024, so each convolution, computed as one float64 matrix product over an
 im2col view, yields exact integers whatever the BLAS, batch or threads. Between layers each value is rescaled
 with one IEEE multiply and a floor. Residual additions and pixel shuffles are exact integer operations.
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from plugins.weightfiles import read_weights, write_weights
+from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float(1 << 15)
 WEIGHT_MAX = (1 << 15) - 1

@@ -23,7 +23,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from plugins.weightfiles import read_weights, write_weights
+from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float((1 << 16) - 1)
 WEIGHT_MAX = (1 << 15) - 1

@@ -2,7 +2,7 @@
 
 z1: 2x14x14, z2: 4x7x7 logistic latents on fixed bins of equal standard-logistic mass (fixed, as Bit-Swap
 needs: a layer is popped before the layer above exists); p(z1|z2) logistic; p(x|z1) a 5-component
-discretised logistic mixture per pixel. Networks: ``plugins.training.hvae``.
+discretised logistic mixture per pixel. Networks: ``bbarc.plugins.training.hvae``.
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from archiver import fixedpoint as fp
-from archiver.codecs import Grid, LogisticMixture
-from archiver.hookspecs import hookimpl
-from archiver.model import LatentLayer, Model
-from plugins.intconv import load_nets
-from plugins.intnet import affine_floor
-from plugins.weightfiles import load_model_weights
+from bbarc import fixedpoint as fp
+from bbarc.codecs import Grid, LogisticMixture
+from bbarc.hookspecs import hookimpl
+from bbarc.model import LatentLayer, Model
+from bbarc.plugins.intconv import load_nets
+from bbarc.plugins.intnet import affine_floor
+from bbarc.plugins.weightfiles import load_model_weights
 
 LATENT_BITS = 12
 

@@ -1,9 +1,9 @@
 """The BB-ANS paper's MNIST VAEs (8-bit and binarised), coded with integer-exact inference.
 
-Architecture (``plugins.training.vae``): MLP encoder 784-H-H-(2x50), logistic posterior over 50 latents,
+Architecture (``bbarc.plugins.training.vae``): MLP encoder 784-H-H-(2x50), logistic posterior over 50 latents,
 standard logistic prior discretised into 2**12 equal-mass bins, MLP decoder 50-H-H-784x(params). The 8-bit
 likelihood is a 2-component discretised logistic mixture per pixel; the binary one a Bernoulli per pixel; H = 512.
-The v2 weight files (14-bit weights, 8-bit activations) run on the int8 backend of ``plugins.intnet``; the v1
+The v2 weight files (14-bit weights, 8-bit activations) run on the int8 backend of ``bbarc.plugins.intnet``; the v1
 files (15-bit, 16-bit) on float64 and stay shipped to decode archives written with them.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from archiver import fixedpoint as fp
-from archiver.codecs import Grid, LogisticMixture
-from archiver.hookspecs import hookimpl
-from archiver.model import LatentLayer, Model
-from formats.errors import UsageError
-from plugins.intnet import affine_floor, build_nets
-from plugins.weightfiles import load_model_weights, read_weights
+from bbarc import fixedpoint as fp
+from bbarc.codecs import Grid, LogisticMixture
+from bbarc.hookspecs import hookimpl
+from bbarc.model import LatentLayer, Model
+from bbarc.errors import UsageError
+from bbarc.plugins.intnet import affine_floor, build_nets
+from bbarc.plugins.weightfiles import load_model_weights, read_weights
 
 LATENT_BITS = 12
 

@@ -11,14 +11,14 @@ from typing import Callable, TypeVar
 
 import numpy as np
 
-from formats.errors import ModelError
+from bbarc.errors import ModelError
 
 T = TypeVar("T")
 
 
 def load_model_weights(model_id: str, weights: str | Path, loader: Callable[[object], T]) -> T:
     """``weights``: a file name shipped in ``plugins/weights`` or a path (e.g. a freshly exported file)."""
-    path = weights if isinstance(weights, Path) else files("plugins") / "weights" / weights
+    path = weights if isinstance(weights, Path) else files("bbarc.plugins") / "weights" / weights
     try:
         return loader(path)
     except FileNotFoundError:

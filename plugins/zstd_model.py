@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 
-from archiver.hookspecs import hookimpl
-from archiver.model import Model
+from bbarc.hookspecs import hookimpl
+from bbarc.model import Model
 
 
 class ZstdModel(Model):

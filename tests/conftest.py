@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
-SAMPLE = files("archiver") / "samples" / "mnist-t10k-first1000-images-idx3-ubyte.gz"
+SAMPLE = files("bbarc") / "samples" / "mnist-t10k-first1000-images-idx3-ubyte.gz"
 
 
 def load_sample() -> np.ndarray:

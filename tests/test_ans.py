@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from archiver import fixedpoint as fp
-from archiver.ans import AnsStack
-from archiver.codecs import Bytes, Categorical, Grid, LogisticMixture, Uniform
-from formats.errors import CodingError, CorruptArchiveError
+from bbarc import fixedpoint as fp
+from bbarc.ans import AnsStack
+from bbarc.codecs import Bytes, Categorical, Grid, LogisticMixture, Uniform
+from bbarc.errors import CodingError, CorruptArchiveError
 
 
 def seeded(n_bytes=256, seed=0) -> AnsStack:
@@ -139,7 +139,7 @@ def test_pop_finds_the_symbol_the_cdf_table_says(grid, k, prec, floor):
 
 
 def test_lanes_code_each_message_as_if_alone():
-    from archiver.ans import AnsLanes
+    from bbarc.ans import AnsLanes
 
     rng = np.random.default_rng(3)
     codec = random_mixture(rng, 4 * 30)

@@ -3,9 +3,9 @@ import struct
 import numpy as np
 import pytest
 
-from archiver.chain import decode_chunk, encode_chunk
-from archiver.plugins import get_model
-from formats.errors import CorruptArchiveError
+from bbarc.chain import decode_chunk, encode_chunk
+from bbarc.registry import get_model
+from bbarc.errors import CorruptArchiveError
 
 
 @pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "mnist-hvae", "zstd"])
@@ -44,7 +44,7 @@ def test_damaged_payload_is_reported_not_decoded_into_garbage(mnist):
 
 @pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-hvae"])
 def test_lockstep_chains_are_bit_identical_to_single_chains(model_id, mnist):
-    from archiver.chain import decode_chunks, encode_chunks
+    from bbarc.chain import decode_chunks, encode_chunks
 
     model = get_model(model_id)
     chunks = [(mnist[0:7], 0, {}), (mnist[7:10], 1, {}), (mnist[10:21], 2, {"labels": np.arange(11)})]
@@ -59,8 +59,8 @@ def test_lockstep_chains_are_bit_identical_to_single_chains(model_id, mnist):
 def test_random_access_decodes_only_the_chunk_tail_and_resumes(mnist, tmp_path):
     """Item i needs only the items after it in its chunk; a later read goes on from there, and a chunk decoded
     to its start is checked (header, raw-content hash) and cached like any other."""
-    import archiver
-    from archiver.chain import ChunkDecoder
+    import bbarc
+    from bbarc.chain import ChunkDecoder
 
     model = get_model("mnist-hvae")  # seeds with items in the header: reads that reach into it are covered too
     payload = encode_chunk(model, mnist[:9])
@@ -73,10 +73,10 @@ def test_random_access_decodes_only_the_chunk_tail_and_resumes(mnist, tmp_path):
     assert np.array_equal(dec.down_to(n_header), mnist[n_header:9])
     assert dec.result is not None  # every coded item is out: the header is popped and checked
     assert np.array_equal(dec.down_to(0), mnist[:9])
-    archiver.compress(mnist[:40], tmp_path / "a.bbarc", model="mnist-vae", chunk_size=16)
-    with archiver.open(tmp_path / "a.bbarc") as a:
+    bbarc.compress(mnist[:40], tmp_path / "a.bbarc", model="mnist-vae", chunk_size=16)
+    with bbarc.open(tmp_path / "a.bbarc") as a:
         assert np.array_equal(a[20], mnist[20]) and 1 in a._tails and 1 not in a._cache
         assert all(np.array_equal(a[i], mnist[i]) for i in (21, 17, 16, 39, 0, 15))
         assert set(a._cache) == {0, 1} and 1 not in a._tails
-    with archiver.open(tmp_path / "a.bbarc", cache_chunks=0) as a:
+    with bbarc.open(tmp_path / "a.bbarc", cache_chunks=0) as a:
         assert all(np.array_equal(a[i], mnist[i]) for i in (0, 15, 16, 17, 39)) and not a._tails

@@ -11,7 +11,7 @@ from tests.conftest import SAMPLE
 
 
 def bbarc(*args, check=True):
-    run = subprocess.run([sys.executable, "-m", "archiver.cli", *map(str, args)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "bbarc.cli", *map(str, args)], capture_output=True, text=True)
     if check and run.returncode != 0:
         raise AssertionError(f"bbarc {args} exited {run.returncode}: {run.stderr}")
     return run

@@ -5,20 +5,20 @@ import types
 import numpy as np
 import pytest
 
-import archiver
-from archiver import plugins
-from archiver.hookspecs import hookimpl
-from formats.container import ArchiveReader, ArchiveWriter
-from formats.errors import CorruptArchiveError, ModelError
-from plugins.mnist_vae import MnistVAE
-from plugins.zstd_model import ZstdModel
+import bbarc
+from bbarc import registry
+from bbarc.hookspecs import hookimpl
+from bbarc.formats.container import ArchiveReader, ArchiveWriter
+from bbarc.errors import CorruptArchiveError, ModelError
+from bbarc.plugins.mnist_vae import MnistVAE
+from bbarc.plugins.zstd_model import ZstdModel
 from tests.test_cli import bbarc
 
 
 @pytest.fixture()
 def archive(tmp_path, mnist):
     path = tmp_path / "a.bbarc"
-    archiver.compress(mnist[:40], path, model="mnist-vae", chunk_size=10)
+    bbarc.compress(mnist[:40], path, model="mnist-vae", chunk_size=10)
     return path
 
 
@@ -35,7 +35,7 @@ def test_flipped_byte_names_the_bad_chunk_and_the_rest_decodes(archive, mnist):
     run = bbarc("verify", archive, "--json", "-q", check=False)
     assert run.returncode == 3
     assert [c["index"] for c in json.loads(run.stdout)["bad"]] == [2]
-    with archiver.open(archive) as a:
+    with bbarc.open(archive) as a:
         assert np.array_equal(a[5], mnist[5]) and np.array_equal(a[35], mnist[35])
         with pytest.raises(CorruptArchiveError) as info:
             a[25]
@@ -65,7 +65,7 @@ def test_truncated_archive_keeps_its_intact_chunks(archive, mnist):
     archive.write_bytes(archive.read_bytes()[:cut])
     run = bbarc("info", archive, check=False)
     assert run.returncode == 3 and "recover" in run.stderr.lower()
-    with archiver.open(archive, recover=True) as a:
+    with bbarc.open(archive, recover=True) as a:
         assert len(a) == 30 and np.array_equal(a[:], mnist[:30])
     run = bbarc("verify", archive, "--deep", "-q", check=False)
     assert run.returncode == 0, run.stderr  # what is left is intact; verify uses recovery to read it
@@ -78,26 +78,26 @@ def test_missing_plugin_and_different_weights_exit_4(tmp_path, mnist, monkeypatc
         id = "ghost"
 
     ghost.register_models = hookimpl(lambda register: register("ghost", Ghost))
-    pm = plugins.plugin_manager()
+    pm = registry.plugin_manager()
     pm.register(ghost)
-    plugins.get_model.cache_clear()
+    registry.get_model.cache_clear()
     try:
-        archiver.compress(mnist[:5], tmp_path / "g.bbarc", model="ghost")
+        bbarc.compress(mnist[:5], tmp_path / "g.bbarc", model="ghost")
     finally:
         pm.unregister(ghost)
-        plugins.get_model.cache_clear()
+        registry.get_model.cache_clear()
     run = bbarc("get", tmp_path / "g.bbarc", 0, "-o", tmp_path / "o.npy", check=False)
     assert run.returncode == 4 and "ghost" in run.stderr
     assert bbarc("info", tmp_path / "g.bbarc").returncode == 0  # metadata stays readable without the model
 
     monkeypatch.setattr(MnistVAE, "weights_sha256", lambda self: "0" * 64)
-    archiver.compress(mnist[:5], tmp_path / "w.bbarc", model="mnist-vae")
+    bbarc.compress(mnist[:5], tmp_path / "w.bbarc", model="mnist-vae")
     monkeypatch.undo()
     run = bbarc("decompress", tmp_path / "w.bbarc", tmp_path / "w.npy", check=False)
     assert run.returncode == 4 and "weights" in run.stderr and "was written by bbarc" in " ".join(run.stderr.split())
     assert not (tmp_path / "w.npy").exists()
     with pytest.raises(ModelError):
-        archiver.open(tmp_path / "w.bbarc")[0]
+        bbarc.open(tmp_path / "w.bbarc")[0]
 
 
 def test_failure_while_compressing_leaves_nothing(tmp_path, mnist, monkeypatch):
@@ -107,7 +107,7 @@ def test_failure_while_compressing_leaves_nothing(tmp_path, mnist, monkeypatch):
     data[25, 0, 0] = 7  # binary model refuses values > 1, in the third chunk
     binary = (mnist[:30] > 127).astype(np.uint8)
     binary[25, 0, 0] = 7
-    with pytest.raises(archiver.UsageError):
-        archiver.compress(binary, target, model="mnist-vae-binary", chunk_size=10)
+    with pytest.raises(bbarc.UsageError):
+        bbarc.compress(binary, target, model="mnist-vae-binary", chunk_size=10)
     assert target.read_bytes() == b"previous content"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bbarc"]

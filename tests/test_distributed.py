@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import archiver
+import bbarc
 
 distributed = pytest.importorskip("distributed")
 
@@ -17,8 +17,8 @@ def client():
 
 def test_dask_executor_writes_the_same_archive(client, tmp_path, mnist):
     serial, dask_made = tmp_path / "serial.bbarc", tmp_path / "dask.bbarc"
-    archiver.compress(mnist[:30], serial, model="mnist-vae", chunk_size=7)
-    archiver.compress(mnist[:30], dask_made, model="mnist-vae", chunk_size=7, executor=client.get_executor(),
+    bbarc.compress(mnist[:30], serial, model="mnist-vae", chunk_size=7)
+    bbarc.compress(mnist[:30], dask_made, model="mnist-vae", chunk_size=7, executor=client.get_executor(),
                       lockstep=2)
     assert serial.read_bytes() == dask_made.read_bytes()
     assert all(w["host"] == "127.0.0.1" for w in client.scheduler_info()["workers"].values())
@@ -26,7 +26,7 @@ def test_dask_executor_writes_the_same_archive(client, tmp_path, mnist):
 
 def test_dask_executor_decodes(client, tmp_path, mnist):
     path = tmp_path / "a.bbarc"
-    archiver.compress(mnist[:30], path, model="mnist-vae", chunk_size=7)
-    with archiver.open(path) as a:
+    bbarc.compress(mnist[:30], path, model="mnist-vae", chunk_size=7)
+    with bbarc.open(path) as a:
         a.extract(str(tmp_path / "out.npy"), executor=client.get_executor(), lockstep=1)
     assert np.array_equal(np.load(tmp_path / "out.npy"), mnist[:30])

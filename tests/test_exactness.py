@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pytest
 
-import archiver
-from archiver.conformance import check_batch_invariance
-from archiver.plugins import get_model
+import bbarc
+from bbarc.conformance import check_batch_invariance
+from bbarc.registry import get_model
 
 SCRIPT = r"""
 import hashlib, json, sys
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
-from archiver.chain import encode_chunk
-from archiver.plugins import get_model
+from bbarc.chain import encode_chunk
+from bbarc.registry import get_model
 items = np.load(sys.argv[2])
 out = {}
 for model_id in ("mnist-vae", "mnist-vae-binary", "mnist-hvae"):
@@ -58,10 +58,10 @@ def test_same_bytes_with_one_or_two_threads(tmp_path, mnist):
 
 def test_one_chunk_alone_decodes_like_all_chunks_together(tmp_path, mnist):
     path = tmp_path / "a.bbarc"
-    archiver.compress(mnist[:30], path, model="mnist-vae", chunk_size=10)
-    with archiver.open(path) as a:
+    bbarc.compress(mnist[:30], path, model="mnist-vae", chunk_size=10)
+    with bbarc.open(path) as a:
         together = a[:]
-    with archiver.open(path) as b:
+    with bbarc.open(path) as b:
         alone = b.chunk(2)
         single = b[25]
     assert np.array_equal(together, mnist[:30])
@@ -73,8 +73,8 @@ def test_one_chunk_alone_decodes_like_all_chunks_together(tmp_path, mnist):
 def test_archive_pickles_for_data_loader_workers(tmp_path, mnist):
     import pickle
 
-    archiver.compress(mnist[:12], tmp_path / "p.bbarc", model="mnist-vae", chunk_size=5)
-    with archiver.open(tmp_path / "p.bbarc") as a:
+    bbarc.compress(mnist[:12], tmp_path / "p.bbarc", model="mnist-vae", chunk_size=5)
+    with bbarc.open(tmp_path / "p.bbarc") as a:
         b = pickle.loads(pickle.dumps(a))
         assert np.array_equal(b[11], mnist[11]) and len(b) == 12
         b.close()
@@ -84,10 +84,10 @@ def test_parallel_compression_and_decompression_give_the_same_bytes(tmp_path, mn
     from concurrent.futures import ThreadPoolExecutor
 
     serial, parallel, threaded = (tmp_path / f"{n}.bbarc" for n in ("s", "p", "t"))
-    archiver.compress(mnist[:24], serial, model="mnist-vae", chunk_size=5)
-    archiver.compress(mnist[:24], parallel, model="mnist-vae", chunk_size=5, workers=2)
+    bbarc.compress(mnist[:24], serial, model="mnist-vae", chunk_size=5)
+    bbarc.compress(mnist[:24], parallel, model="mnist-vae", chunk_size=5, workers=2)
     with ThreadPoolExecutor(3) as pool:
-        archiver.compress(mnist[:24], threaded, model="mnist-vae", chunk_size=5, executor=pool)
+        bbarc.compress(mnist[:24], threaded, model="mnist-vae", chunk_size=5, executor=pool)
     assert serial.read_bytes() == parallel.read_bytes() == threaded.read_bytes()
-    archiver.decompress(parallel, tmp_path / "out.npy", workers=2)
+    bbarc.decompress(parallel, tmp_path / "out.npy", workers=2)
     assert np.array_equal(np.load(tmp_path / "out.npy"), mnist[:24])

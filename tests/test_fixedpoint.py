@@ -3,7 +3,7 @@ import hashlib
 
 import numpy as np
 
-from archiver import fixedpoint as fp
+from bbarc import fixedpoint as fp
 
 
 def digest(*arrays) -> str:
@@ -37,6 +37,6 @@ GOLDEN_GRIDS = "3e851364cd935af3"
 
 def test_sigmoid_table_tops_out_at_one_exactly():
     """The kernels replace a division by the sigmoid's top value with a shift for one-component codecs."""
-    from archiver import kernels
+    from bbarc import kernels
 
     assert fp.sigmoid_table()[-1] == 1 << kernels.SIG_BITS == 1 << fp.SIG_BITS

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from formats import layout
-from formats.container import ArchiveReader, ArchiveWriter, ChunkEntry
-from formats.errors import CorruptArchiveError, UsageError
+from bbarc.formats import layout
+from bbarc.formats.container import ArchiveReader, ArchiveWriter, ChunkEntry
+from bbarc.errors import CorruptArchiveError, UsageError
 
 META = {"model": "vae-mnist", "shape": [28, 28], "dtype": "uint8", "note": "µ-law ✓"}
 

@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from formats.errors import UsageError
-from formats.inputs import open_source
-from formats.outputs import open_sink
+from bbarc.errors import UsageError
+from bbarc.formats.inputs import open_source
+from bbarc.formats.outputs import open_sink
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -348,8 +348,8 @@ def test_formats_stays_light():
     import sys
 
     code = (
-        "import sys, formats.container, formats.inputs, formats.outputs\n"
-        "heavy = {'torch', 'numba', 'archiver', 'plugins', 'h5py'} & {m.split('.')[0] for m in sys.modules}\n"
+        "import sys, bbarc.formats.container, bbarc.formats.inputs, bbarc.formats.outputs\n"
+        "heavy = {'torch', 'numba', 'h5py', 'bbarc.codecs', 'bbarc.plugins'} & {m if m.startswith('bbarc') else m.split('.')[0] for m in sys.modules}\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

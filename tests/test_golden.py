@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import archiver
+import bbarc
 from tests.golden.make_golden import golden_inputs
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -15,7 +15,7 @@ CASES = golden_inputs()
 def test_golden_archive_decodes(path, tmp_path):
     name = path.name.rsplit("-v", 1)[0]
     model, items, labels, chunk = CASES[name]
-    with archiver.open(path) as a:
+    with bbarc.open(path) as a:
         assert a.model_id == model and a.metadata["chunk_size"] == chunk
         assert a.dtype == items.dtype.newbyteorder("=") and a.shape == items.shape
         assert np.array_equal(a[:], items)
@@ -34,10 +34,10 @@ def test_every_golden_case_has_a_file():
 def test_archives_of_earlier_weights_still_decode():
     """The v1 golden archives were written with the plugins' first weight files, which are no longer the default:
     decoding them goes through ``Model.with_weights``."""
-    from archiver.plugins import get_model
+    from bbarc.registry import get_model
 
     for name in ("mnist-vae", "mnist-vae-binary"):
-        with archiver.open(GOLDEN / f"{name}-v1.bbarc") as a:
+        with bbarc.open(GOLDEN / f"{name}-v1.bbarc") as a:
             sha = a.metadata["model"]["weights_sha256"]
             assert sha != get_model(name).weights_sha256()
             assert a.model().weights_sha256() == sha

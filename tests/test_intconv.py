@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from plugins.intconv import Conv, Residual, Shuffle, conv2d
+from bbarc.plugins.intconv import Conv, Residual, Shuffle, conv2d
 
 
 def test_conv2d_matches_torch_exactly_on_integers():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from plugins.intnet import IntMLP, load_weights
-from plugins.weightfiles import load_model_weights
+from bbarc.plugins.intnet import IntMLP, load_weights
+from bbarc.plugins.weightfiles import load_model_weights
 
 
 def _reference(net: IntMLP, x: np.ndarray) -> np.ndarray:
@@ -54,9 +54,9 @@ def test_int8_only_where_inputs_and_weights_fit():
 def test_archives_are_the_same_bytes_without_torch(monkeypatch, mnist):
     """Without torch the float64 backend codes: it must give the very same payload (and decode the int8 one)."""
     pytest.importorskip("torch")
-    import plugins.intnet as intnet
-    from archiver.chain import decode_chunk, encode_chunk
-    from plugins.mnist_vae import MnistVAE
+    import bbarc.plugins.intnet as intnet
+    from bbarc.chain import decode_chunk, encode_chunk
+    from bbarc.plugins.mnist_vae import MnistVAE
 
     fast = MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False)
     payload = encode_chunk(fast, mnist[:6])

@@ -5,22 +5,22 @@ import numpy as np
 import pluggy
 import pytest
 
-from archiver import hookspecs, plugins
-from archiver.codecs import Categorical
-from archiver.conformance import ConformanceError, check_model
-from archiver.hookspecs import hookimpl
-from archiver.model import LatentLayer, Model
+from bbarc import hookspecs, registry
+from bbarc.codecs import Categorical
+from bbarc.conformance import ConformanceError, check_model
+from bbarc.hookspecs import hookimpl
+from bbarc.model import LatentLayer, Model
 
 
 def test_builtins_come_from_entry_points():
-    pm = plugins.plugin_manager()
+    pm = registry.plugin_manager()
     names = {pm.get_name(p): d.project_name for p, d in pm.list_plugin_distinfo()}
     assert names.get("mnist_vae") == "bbarc" and names.get("zstd") == "bbarc"
 
 
 @pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "mnist-hvae", "zstd"])
 def test_builtin_models_pass_the_conformance_suite(model_id, mnist, mnist_binary):
-    check_model(plugins.get_model(model_id), (mnist_binary if model_id.endswith("binary") else mnist)[:5])
+    check_model(registry.get_model(model_id), (mnist_binary if model_id.endswith("binary") else mnist)[:5])
 
 
 class TinyModel(Model):
@@ -60,7 +60,7 @@ def test_a_third_party_plugin_registers_through_the_hook_and_conforms():
     module = types.ModuleType("tiny_plugin")
     module.register_models = hookimpl(lambda register: register("tiny", TinyModel))
     pm.register(module)
-    entries = plugins.model_entries(pm)
+    entries = registry.model_entries(pm)
     assert list(entries) == ["tiny"] and entries["tiny"].plugin == "tiny_plugin"
     items = np.random.default_rng(0).integers(0, 2, (20, 4)).astype(np.uint8)
     check_model(entries["tiny"].factory(), items)
@@ -80,4 +80,4 @@ def test_duplicate_model_ids_are_refused():
         module.register_models = hookimpl(lambda register: register("tiny", TinyModel))
         pm.register(module)
     with pytest.raises(Exception, match="registered twice"):
-        plugins.model_entries(pm)
+        registry.model_entries(pm)

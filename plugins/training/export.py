@@ -1,9 +1,9 @@
 """Quantise a trained float checkpoint into the integer weights file a plugin ships.
 
-    python -m plugins.training.export build/train/mnist-vae.pt plugins/weights/mnist-vae-2.npz
+    python -m bbarc.plugins.training.export build/train/mnist-vae.pt plugins/weights/mnist-vae-2.npz
 
 Weights become integers per output row and activations integers with a scale calibrated on training images. By
-default: 14-bit weights and 8-bit activations rounded to nearest, which the int8 backend of ``plugins.intnet``
+default: 14-bit weights and 8-bit activations rounded to nearest, which the int8 backend of ``bbarc.plugins.intnet``
 computes exactly and fast (the v2 files). ``--float64``: 15-bit weights and 16-bit activations rounded down,
 computed in float64 (the v1 files). The file stores, per output row of each network, the affine map that turns
 accumulators into the codec's fixed-point parameters.
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from archiver import fixedpoint as fp
-from plugins.intnet import ACT_MAX, INT8_IN_MAX, INT8_WEIGHT_MAX, WEIGHT_MAX, IntMLP, save_weights
-from plugins.training.train_vae import DEFAULT_DATA, load_idx_images
-from plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN, MLPVAE
+from bbarc import fixedpoint as fp
+from bbarc.plugins.intnet import ACT_MAX, INT8_IN_MAX, INT8_WEIGHT_MAX, WEIGHT_MAX, IntMLP, save_weights
+from bbarc.plugins.training.train_vae import DEFAULT_DATA, load_idx_images
+from bbarc.plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN, MLPVAE
 
 
 @dataclass(frozen=True)

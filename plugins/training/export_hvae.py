@@ -1,9 +1,9 @@
 """Quantise a trained ``mnist-hvae`` checkpoint into the integer weights file the plugin ships.
 
-    python -m plugins.training.export_hvae build/train/mnist-hvae.pt plugins/weights/mnist-hvae.npz
+    python -m bbarc.plugins.training.export_hvae build/train/mnist-hvae.pt plugins/weights/mnist-hvae.npz
 
 Per output channel 15-bit weights; 16-bit activations whose scales are calibrated on training images (the
-largest value seen, with 25 % headroom). See ``plugins.intconv`` for why inference is then exact.
+largest value seen, with 25 % headroom). See ``bbarc.plugins.intconv`` for why inference is then exact.
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from archiver import fixedpoint as fp
-from plugins.intconv import ACT_MAX, WEIGHT_MAX, Conv, IntConvNet, Relu, Residual, Shuffle, save_nets
-from plugins.training.export import export_arguments
-from plugins.training.hvae import HVAE, ResBlock, sample, split_logistic
-from plugins.training.train_vae import load_idx_images
-from plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN
+from bbarc import fixedpoint as fp
+from bbarc.plugins.intconv import ACT_MAX, WEIGHT_MAX, Conv, IntConvNet, Relu, Residual, Shuffle, save_nets
+from bbarc.plugins.training.export import export_arguments
+from bbarc.plugins.training.hvae import HVAE, ResBlock, sample, split_logistic
+from bbarc.plugins.training.train_vae import load_idx_images
+from bbarc.plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN
 
 HEADROOM = 1.25
 

@@ -2,7 +2,7 @@
 
 q(z1|x), q(z2|z1), p(z2) standard logistic, p(z1|z2) logistic, p(x|z1) a 5-component discretised logistic
 mixture. Only operations with an exact integer counterpart are used (convolutions, ReLU, residual additions,
-pixel shuffle), so ``plugins.intconv`` can run the trained network bit-exactly.
+pixel shuffle), so ``bbarc.plugins.intconv`` can run the trained network bit-exactly.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from plugins.training.vae import LATENT_LOG_SCALE_MIN, discretized_logistic_mixture_logp, logistic_logpdf
+from bbarc.plugins.training.vae import LATENT_LOG_SCALE_MIN, discretized_logistic_mixture_logp, logistic_logpdf
 
 
 class ResBlock(nn.Module):

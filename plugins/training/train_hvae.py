@@ -1,9 +1,9 @@
 """Train ``mnist-hvae`` (2 CPU cores: about an hour; a GPU is used when present).
 
-    python -m plugins.training.train_hvae --out build/train/mnist-hvae.pt --minutes 60
+    python -m bbarc.plugins.training.train_hvae --out build/train/mnist-hvae.pt --minutes 60
 
 Writes a float checkpoint after every epoch (best test -ELBO kept) and can resume from it (``--resume``);
-``plugins.training.export_hvae`` turns it into the integer weights file shipped with the plugin.
+``bbarc.plugins.training.export_hvae`` turns it into the integer weights file shipped with the plugin.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plugins.training.hvae import HVAE
-from plugins.training.train_vae import DEFAULT_DATA, load_idx_images
+from bbarc.plugins.training.hvae import HVAE
+from bbarc.plugins.training.train_vae import DEFAULT_DATA, load_idx_images
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Train a built-in MLP VAE on MNIST (2 CPU cores are enough; a GPU is used when present).
 
-    python -m plugins.training.train_vae --kind 8bit --out build/train/mnist-vae.pt
-    python -m plugins.training.train_vae --kind binary --out build/train/mnist-vae-binary.pt
+    python -m bbarc.plugins.training.train_vae --kind 8bit --out build/train/mnist-vae.pt
+    python -m bbarc.plugins.training.train_vae --kind binary --out build/train/mnist-vae-binary.pt
 
-Writes a float checkpoint after every epoch (best test -ELBO kept); ``plugins.training.export`` turns it into the
+Writes a float checkpoint after every epoch (best test -ELBO kept); ``bbarc.plugins.training.export`` turns it into the
 integer weights file shipped with the plugin.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plugins.training.vae import MLPVAE
+from bbarc.plugins.training.vae import MLPVAE
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 

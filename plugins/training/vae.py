@@ -1,8 +1,8 @@
 """Float (training-time) definition of the built-in MLP VAEs.
 
-The coded model is an integer re-implementation of this network (see ``plugins.intnet``); this module is only
+The coded model is an integer re-implementation of this network (see ``bbarc.plugins.intnet``); this module is only
 used to train and to export. Latents use a logistic posterior and a standard logistic prior because the coder
-evaluates every distribution through one exactly generated sigmoid table (``archiver.fixedpoint``).
+evaluates every distribution through one exactly generated sigmoid table (``bbarc.fixedpoint``).
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-import archiver
-from archiver.pipeline import raw_hash
+import bbarc
+from bbarc.pipeline import raw_hash
 
 HERE = Path(__file__).resolve().parent
 VERSION = 1
@@ -41,7 +41,7 @@ def main() -> None:
         if path.exists():
             print(f"{path.name} exists: golden files are never rewritten")
             continue
-        archiver.compress(items, path, model=model, chunk_size=chunk, labels=labels)
+        bbarc.compress(items, path, model=model, chunk_size=chunk, labels=labels)
         print(f"wrote {path.name} ({path.stat().st_size} bytes), content {raw_hash(items.astype(items.dtype.newbyteorder('=')))}")
 
 

@@ -1,6 +1,6 @@
 """The one exception hierarchy of bbarc.
 
-It lives in the lowest layer so that every layer raises the same types; ``archiver.errors`` re-exports it.
+It lives in the lowest layer so that every layer raises the same types; ``bbarc.errors`` re-exports it.
 Each class carries the process exit code the CLI uses, so scripts can tell the failure kinds apart.
 """
 

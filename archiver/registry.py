@@ -7,7 +7,7 @@ from typing import Callable
 
 import pluggy
 
-from formats.errors import ModelError, UsageError
+from bbarc.errors import ModelError, UsageError
 
 from . import hookspecs
 from .model import Model
@@ -85,7 +85,7 @@ def get_model(model_id: str, weights_sha256: str | None = None) -> Model:
         )
     model = entries[model_id].factory()
     if not isinstance(model, Model):
-        raise ModelError(f"plugin {entries[model_id].plugin} returned {type(model).__name__}, not an archiver Model")
+        raise ModelError(f"plugin {entries[model_id].plugin} returned {type(model).__name__}, not a bbarc Model")
     return model
 
 
