@@ -16,7 +16,8 @@ from bbarc.formats.outputs import open_sink
 
 from .chain import ChunkDecoder, decode_chunks
 from .pipeline import FORMAT_NAME, auto_lockstep, codec_parameters, in_order, process_pool, raw_hash
-from .registry import get_model
+from .metadata import ArchiveMetadata
+from .registry import model_from_config
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,11 @@ class Archive:
     def model(self):
         """The plugin model this archive needs, checked against the recorded weights hash and codec scheme."""
         if self._model is None:
-            want = self.metadata["model"]
+            meta = ArchiveMetadata.from_json(self.metadata, self._reader.version)
             try:
-                model = get_model(want["id"], want["weights_sha256"])
+                model = model_from_config(meta.model.config)
             except ModelError as exc:
-                raise ModelError(f"{self.path} was written by {want.get('distribution')} {want.get('version')}: {exc}")
+                raise ModelError(f"{self.path} was written by {meta.model.distribution} {meta.model.version}: {exc}")
             ours, theirs = codec_parameters(), self.metadata["codec"]
             if ours != theirs:
                 diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
@@ -130,7 +131,7 @@ class Archive:
                 self._cache.move_to_end(chunk)
                 return self._cache[chunk][0][j].copy()
             decoder = self._tails.pop(chunk, None)
-        if self.model().header_only:
+        if self.model().item_codec() is None:
             return self.chunk(chunk)[j].copy()
         if decoder is None:
             entry = self._reader.chunks[chunk]

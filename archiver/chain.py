@@ -144,7 +144,7 @@ def encode_chunks(model: Model, chunks: list[tuple[np.ndarray, int, dict]], prog
     lanes = AnsLanes(len(chunks), max([1024] + [items.nbytes // 4 for items, _, _ in chunks]))
     chains = []
     for lane, (items, chunk, side) in enumerate(chunks):
-        header_only = model.header_only or len(items) == 0
+        header_only = model.item_codec() is None or len(items) == 0
         c = _Encoder(items, chunk, side or {}, lanes, lane, n_header=len(items) if header_only else 0)
         c.restart()
         chains.append(c)

@@ -147,11 +147,11 @@ def verify(
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json")):
     """List installed model plugins."""
-    entries = registry.model_entries()
+    reg = registry.default_registry()
     rows = [dict(id=e.id, plugin=e.plugin, distribution=e.distribution, version=e.version,
-                 hooks=["register_models"], description=e.factory().description) for e in entries.values()]
+                 description=e.family.description) for e in reg.entries.values()]
     if as_json:
-        return emit(dict(models=rows, plugins=registry.list_plugins()), True, "")
+        return emit(dict(models=rows, plugins=reg.list_plugins()), True, "")
     table = Table("model", "plugin", "distribution", "version", "description")
     for r in rows:
         table.add_row(r["id"], r["plugin"], r["distribution"], r["version"], r["description"])

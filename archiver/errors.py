@@ -37,3 +37,9 @@ class CodingError(BbarcError):
     """The entropy coder was asked to do something impossible, e.g. pop bits that were never pushed."""
 
     exit_code = 5
+
+
+class ConformanceError(BbarcError):
+    """A model plugin breaks the model contract (``bbarc.conformance``): a bug in the plugin, not in the data."""
+
+    exit_code = 4

@@ -10,7 +10,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_models(register):
-    """Call ``register(model_id, factory)`` for each model; ``factory()`` returns an ``bbarc.model.Model``.
-
-    Factories are called lazily, only when a model is used, so listing models stays cheap.
+    """Call ``register(family)`` for each ``bbarc.model.ModelFamily`` the plugin provides; its ``id`` is the
+    model id users name. Keep families cheap to construct (load weights on first use), so that listing models
+    stays cheap.
     """

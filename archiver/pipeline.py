@@ -23,7 +23,8 @@ from bbarc.formats.inputs import open_source
 
 from . import fixedpoint
 from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunks
-from .registry import get_model, model_entry
+from .model import ItemSpec
+from .registry import default_registry, resolve
 
 FORMAT_NAME = "bbarc"
 # Items per chunk unless asked: each chunk is one chain (~1,600 bits of overhead, 0.55 % of 256 MNIST images),
@@ -88,8 +89,6 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = DEFAULT_C
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk size must be a positive integer, got {chunk_size!r}")
     started = time.perf_counter()
-    m = get_model(model)
-    entry = model_entry(model)
     with ExitStack() as resources:
         src = resources.enter_context(open_source(source, dataset))
         n = len(src)
@@ -98,13 +97,15 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = DEFAULT_C
         side_src = resources.enter_context(open_source(labels)) if labels is not None else None
         if side_src is not None and len(side_src) != n:
             raise UsageError(f"labels hold {len(side_src)} entries but {src.description} holds {n} items")
+        m = resolve(model, ItemSpec(src.item_shape, src.dtype))
+        entry = default_registry().entry(m.family)
         m.check_items(src.read(0, 1))
         metadata = dict(
             format=FORMAT_NAME, writer=f"bbarc {bbarc_version()}", source=src.description,
             item_shape=list(src.item_shape), item_dtype=np.dtype(src.dtype).str, item_count=n, chunk_size=chunk_size,
             source_dtype=np.dtype(src.stored_dtype).str,  # byte order of the input, reproduced on decompression
-            model=dict(id=m.id, plugin=entry.plugin, distribution=entry.distribution, version=entry.version,
-                       weights_sha256=m.weights_sha256(), **m.info()),
+            model=dict(m.get_config(), plugin=entry.plugin, distribution=entry.distribution, version=entry.version,
+                       header_only=m.item_codec() is None),
             codec=codec_parameters(), side=["labels"] if side_src is not None else [],
         )
         item_bytes = int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
@@ -134,7 +135,7 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = DEFAULT_C
                 for group in groups():
                     write(group, encode_chunks(m, [(items, i, side) for i, _, items, side in group], progress=tick))
             else:
-                jobs = ((group, None, (encode_job, m.id, [(items, i, side) for i, _, items, side in group]))
+                jobs = ((group, None, (encode_job, m, [(items, i, side) for i, _, items, side in group]))
                         for group in groups())
                 for group, _, payloads in in_order(pool, jobs, 2 * max(workers, 2)):
                     write(group, payloads)
@@ -155,9 +156,9 @@ def auto_lockstep(chunk_size: int, item_bytes: int) -> int:
     return int(min(64, max(1, LOCKSTEP_BYTES // max(1, chunk_size * item_bytes))))
 
 
-def encode_job(model_id: str, chunks: list) -> list[bytes]:
-    """A group of chunks, in a worker process (the model is loaded once per process)."""
-    return encode_chunks(get_model(model_id), chunks)
+def encode_job(model, chunks: list) -> list[bytes]:
+    """A group of chunks, in a worker process (the model arrives by value: config and weights)."""
+    return encode_chunks(model, chunks)
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

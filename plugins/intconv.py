@@ -140,10 +140,15 @@ def save_nets(path: Path, nets: dict[str, IntConvNet], extra: dict[str, np.ndarr
     write_weights(path, {**arrays, **extra}, dict(config=config, graph=graph))
 
 
-def load_nets(path) -> tuple[dict, dict[str, IntConvNet], dict[str, np.ndarray], str]:
-    """Returns (config, networks, other arrays, sha256 of the file)."""
-    meta, arrays, digest = read_weights(path)
+def build_nets(meta: dict, arrays: dict[str, np.ndarray]) -> tuple[dict[str, IntConvNet], dict[str, np.ndarray]]:
+    """The networks a weights file describes (``meta["graph"]``), and the arrays that are not part of them."""
     nets = {name: IntConvNet([_build(d, f"{name}.{i}", arrays) for i, d in enumerate(ops)])
             for name, ops in meta["graph"].items()}
     extra = {k: v for k, v in arrays.items() if k.split(".")[0] not in nets or k.endswith(("out_mul", "out_add"))}
-    return meta["config"], nets, extra, digest
+    return nets, extra
+
+
+def load_nets(path) -> tuple[dict, dict[str, IntConvNet], dict[str, np.ndarray], str]:
+    """Returns (config, networks, other arrays, sha256 of the file)."""
+    meta, arrays, digest = read_weights(path)
+    return (meta["config"], *build_nets(meta, arrays), digest)

@@ -7,47 +7,57 @@ discretised logistic mixture per pixel. Networks: ``bbarc.plugins.training.hvae`
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
 from bbarc import fixedpoint as fp
 from bbarc.codecs import Grid, LogisticMixture
 from bbarc.hookspecs import hookimpl
-from bbarc.model import LatentLayer, Model
-from bbarc.plugins.intconv import load_nets
+from bbarc.model import ItemSpec, LatentLayer, Model, ModelFamily, check_spec, missing_weights
+from bbarc.plugins.intconv import build_nets
 from bbarc.plugins.intnet import affine_floor
-from bbarc.plugins.weightfiles import load_model_weights
+from bbarc.plugins.weightfiles import WeightsFile, find_shipped
 
 LATENT_BITS = 12
 
 
+SPEC = ItemSpec((28, 28), "uint8")
+FILES = ("mnist-hvae.npz",)  # newest first; older files stay so that their archives decode
+
+
 class MnistHVAE(Model):
-    id = "mnist-hvae"
-    description = "hierarchical (2-layer, Bit-Swap) convolutional VAE for 8-bit MNIST, items 28x28 uint8"
-    item_shape = (28, 28)
+    family = "mnist-hvae"
+    item_shape = SPEC.shape
     item_dtype = "uint8"
     obs_precision = 22
     latent_precision = 26  # single-component latent codecs allow 26 bits: the >=1 floor then costs ~nothing
 
-    def __init__(self, weights: str | Path = "mnist-hvae.npz"):
+    def __init__(self, weights: WeightsFile):
         self.weights = weights
+
+    def __getstate__(self):
+        return dict(weights=self.weights)  # not the built networks
+
+    def __setstate__(self, state) -> None:
+        self.__init__(**state)
 
     @cached_property
     def _loaded(self):
-        return load_model_weights(self.id, self.weights, load_nets)
+        """(config, networks, other arrays, sha256)."""
+        meta, arrays = self.weights.contents
+        return (meta["config"], *build_nets(meta, arrays), self.weights.sha256)
 
     @property
     def latent_layers(self):
-        cfg = self._loaded[0]
+        cfg = self.weights.contents[0]["config"]
         return (LatentLayer((cfg["z1"], 14, 14), LATENT_BITS), LatentLayer((cfg["z2"], 7, 7), LATENT_BITS))
 
     def weights_sha256(self) -> str:
-        return self._loaded[3]
+        return self.weights.sha256
 
-    def info(self) -> dict:
-        cfg = self._loaded[0]
-        return dict(super().info(), architecture={k: cfg[k] for k in ("width", "blocks", "mixtures")})
+    def get_config(self) -> dict:
+        cfg = self.weights.contents[0]["config"]
+        return dict(super().get_config(), architecture={k: cfg[k] for k in ("width", "blocks", "mixtures")})
 
     def _run(self, name: str, inputs: np.ndarray) -> np.ndarray:
         """Network ``name`` on integer inputs -> integer outputs (B, C, H, W) in the codec's units."""
@@ -81,6 +91,21 @@ class MnistHVAE(Model):
                                fp.mixture_weights(out[:, :k]), self.obs_precision)
 
 
+class MnistHVAEFamily(ModelFamily):
+    id = MnistHVAE.family
+    description = "hierarchical (2-layer, Bit-Swap) convolutional VAE for 8-bit MNIST, items 28x28 uint8"
+
+    def bind(self, spec: ItemSpec) -> MnistHVAE:
+        check_spec(self.id, spec, SPEC)
+        return MnistHVAE(WeightsFile.shipped(FILES[0]))
+
+    def from_config(self, config: dict) -> MnistHVAE:
+        weights = find_shipped(FILES, config.get("weights_sha256"))
+        if weights is None:
+            raise missing_weights(self.id, config.get("weights_sha256"))
+        return MnistHVAE(weights)
+
+
 @hookimpl
 def register_models(register):
-    register("mnist-hvae", MnistHVAE)
+    register(MnistHVAEFamily())

@@ -9,69 +9,59 @@ files (15-bit, 16-bit) on float64 and stay shipped to decode archives written wi
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
 from bbarc import fixedpoint as fp
 from bbarc.codecs import Grid, LogisticMixture
-from bbarc.hookspecs import hookimpl
-from bbarc.model import LatentLayer, Model
 from bbarc.errors import UsageError
+from bbarc.hookspecs import hookimpl
+from bbarc.model import ItemSpec, LatentLayer, Model, ModelFamily, check_spec, missing_weights
 from bbarc.plugins.intnet import affine_floor, build_nets
-from bbarc.plugins.weightfiles import load_model_weights, read_weights
+from bbarc.plugins.weightfiles import WeightsFile, find_shipped
 
 LATENT_BITS = 12
+SPEC = ItemSpec((28, 28), "uint8")
 
 
 class MnistVAE(Model):
-    item_shape = (28, 28)
+    """One MNIST VAE with one weights file (a value: it pickles with the file's bytes)."""
+
+    item_shape = SPEC.shape
     item_dtype = "uint8"
     obs_precision = 20
     latent_precision = 20
 
-    def __init__(self, model_id: str, weights: str | Path, binary: bool, older: tuple[str | Path, ...] = ()):
-        """``weights``: a file name shipped in ``plugins/weights`` or a path (e.g. a freshly exported file);
-        ``older``: earlier weight files of the same model, kept so that archives written with them still decode."""
-        self.id = model_id
-        self.binary = binary
-        self.weights = weights
-        self.older = older
-        self.description = (
-            "binarised MNIST VAE (Bernoulli likelihood), items 28x28 uint8 in {0, 1}" if binary
-            else "8-bit MNIST VAE (discretised logistic mixture likelihood), items 28x28 uint8"
-        )
+    def __init__(self, family: str, weights: WeightsFile, binary: bool):
+        self.family, self.weights, self.binary = family, weights, binary
 
-    @cached_property
-    def _file(self) -> tuple[dict, dict[str, np.ndarray], str]:
-        """(config, arrays, sha256) of the weights file. Enough for metadata: a process that only writes the
-        archive while workers code (``--workers``) never builds the networks (nor imports torch)."""
-        return load_model_weights(self.id, self.weights, read_weights)
+    def __getstate__(self):
+        return dict(family=self.family, weights=self.weights, binary=self.binary)  # not the built networks
+
+    def __setstate__(self, state) -> None:
+        self.__init__(**state)
+
+    @property
+    def _config(self) -> dict:
+        return self.weights.contents[0]
 
     @cached_property
     def _nets(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(networks, output affine maps)."""
-        return build_nets(self._file[1])
+        """(networks, output affine maps), built on first use: a process that only writes the archive while
+        workers code (``--workers``) never builds them (nor imports torch)."""
+        return build_nets(self.weights.contents[1])
 
     @property
     def latent_layers(self):
-        return (LatentLayer((self._file[0]["latent"],), LATENT_BITS),)
+        return (LatentLayer((self._config["latent"],), LATENT_BITS),)
 
     def weights_sha256(self) -> str:
-        return self._file[2]
+        return self.weights.sha256
 
-    def with_weights(self, sha256: str) -> MnistVAE | None:
-        if sha256 == self.weights_sha256():
-            return self
-        for weights in self.older:
-            other = MnistVAE(self.id, weights, self.binary)
-            if other.weights_sha256() == sha256:
-                return other
-        return None
-
-    def info(self) -> dict:
-        cfg = self._file[0]
-        return dict(super().info(), architecture=dict(hidden=cfg["hidden"], mixtures=cfg["mixtures"], kind=cfg["kind"]))
+    def get_config(self) -> dict:
+        cfg = self._config
+        return dict(super().get_config(),
+                    architecture=dict(hidden=cfg["hidden"], mixtures=cfg["mixtures"], kind=cfg["kind"]))
 
     def check_items(self, items: np.ndarray) -> None:
         super().check_items(items)
@@ -80,20 +70,19 @@ class MnistVAE(Model):
                 f"model {self.id!r} codes binarised images (values 0 and 1), the input has values up to "
                 f"{items.max()}; binarise it or use --model mnist-vae"
             )
-
     def posterior(self, layer: int, below: np.ndarray) -> LogisticMixture:
         nets, extra = self._nets
         acc = nets["enc"](below.reshape(len(below), -1))
         out = affine_floor(acc, extra["enc.out_mul"], extra["enc.out_add"])
         n = out.shape[1] // 2
-        log_scale_min = int(np.floor(self._file[0]["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
+        log_scale_min = int(np.floor(self._config["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
         return LogisticMixture(
             Grid.latent(LATENT_BITS), out[:, :n].reshape(-1), np.maximum(out[:, n:], log_scale_min).reshape(-1),
             1, self.latent_precision, floor=False,
         )
 
     def conditional(self, layer: int, above: np.ndarray) -> LogisticMixture:
-        cfg, (nets, extra) = self._file[0], self._nets
+        cfg, (nets, extra) = self._config, self._nets
         z = fp.logistic_bin_centres(LATENT_BITS)[above]
         out = affine_floor(nets["dec"](z), extra["dec.out_mul"], extra["dec.out_add"])
         if self.binary:
@@ -107,9 +96,30 @@ class MnistVAE(Model):
         )
 
 
+class MnistVAEFamily(ModelFamily):
+    """The 8-bit or the binarised MNIST VAE. ``files``: the weights it ships, newest first; new archives use the
+    newest, and the older ones stay so that archives written with them still decode."""
+
+    def __init__(self, family: str, files: tuple[str, ...], binary: bool):
+        self.id, self.files, self.binary = family, files, binary
+        self.description = (
+            "binarised MNIST VAE (Bernoulli likelihood), items 28x28 uint8 in {0, 1}" if binary
+            else "8-bit MNIST VAE (discretised logistic mixture likelihood), items 28x28 uint8"
+        )
+
+    def bind(self, spec: ItemSpec) -> MnistVAE:
+        check_spec(self.id, spec, SPEC)
+        return MnistVAE(self.id, WeightsFile.shipped(self.files[0]), self.binary)
+
+    def from_config(self, config: dict) -> MnistVAE:
+        weights = find_shipped(self.files, config.get("weights_sha256"))
+        if weights is None:
+            raise missing_weights(self.id, config.get("weights_sha256"))
+        return MnistVAE(self.id, weights, self.binary)
+
+
 @hookimpl
 def register_models(register):
-    # v2 files run as int8 products (8x faster than float32); the v1 files decode archives written with them
-    register("mnist-vae", lambda: MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False, older=("mnist-vae.npz",)))
-    register("mnist-vae-binary", lambda: MnistVAE(
-        "mnist-vae-binary", "mnist-vae-binary-2.npz", binary=True, older=("mnist-vae-binary.npz",)))
+    # v2 files run as int8 products; the v1 files decode archives written with them
+    register(MnistVAEFamily("mnist-vae", ("mnist-vae-2.npz", "mnist-vae.npz"), binary=False))
+    register(MnistVAEFamily("mnist-vae-binary", ("mnist-vae-binary-2.npz", "mnist-vae-binary.npz"), binary=True))
