@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 other failure, 2 usage error / bad input, 3 corrupt archive,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from importlib.resources import files
@@ -20,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbarc.errors import BbarcError, CorruptArchiveError, UsageError
+from bbarc.formats.atomic import publish, remove_quietly, temp_path_for
 
 from . import api, pipeline, registry
 from .pipeline import DEFAULT_CHUNK
@@ -111,8 +113,24 @@ def get(
     """Decode one item or a range of items (only the chunks holding them)."""
     with api.open(archive) as a:
         items = a[_parse_selector(selector)]
-    np.save(output, items)
+    _save_npy(output, items)
     err.print(f"wrote {output} {items.shape} {items.dtype}")
+
+
+def _save_npy(path: Path, items: np.ndarray) -> None:
+    """``np.save`` (which adds ``.npy`` to a name without it), written to a temp file and renamed, so that a
+    failure never leaves half a file under the real name (as every other writer of bbarc)."""
+    target = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+    temp = temp_path_for(target)
+    try:
+        with open(temp, "xb") as f:
+            np.save(f, items)
+            f.flush()
+            os.fsync(f.fileno())
+        publish(temp, target)
+    except BaseException:
+        remove_quietly(temp)
+        raise
 
 
 def _parse_selector(text: str):
@@ -148,14 +166,21 @@ def verify(
 def models(as_json: bool = typer.Option(False, "--json")):
     """List installed model plugins."""
     entries = registry.model_entries()
+    hooks = _hooks_by_plugin()
     rows = [dict(id=e.id, plugin=e.plugin, distribution=e.distribution, version=e.version,
-                 hooks=["register_models"], description=e.factory().description) for e in entries.values()]
+                 hooks=hooks.get(e.plugin, []), description=e.factory().description) for e in entries.values()]
     if as_json:
         return emit(dict(models=rows, plugins=registry.list_plugins()), True, "")
     table = Table("model", "plugin", "distribution", "version", "description")
     for r in rows:
         table.add_row(r["id"], r["plugin"], r["distribution"], r["version"], r["description"])
     out.print(table)
+
+
+def _hooks_by_plugin() -> dict[str, list[str]]:
+    """The hooks each registered plugin implements, as the plugin manager sees them (installed or not)."""
+    pm = registry.plugin_manager()
+    return {name: sorted(h.name for h in pm.get_hookcallers(plugin) or []) for name, plugin in pm.list_name_plugin()}
 
 
 @app.command()

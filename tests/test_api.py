@@ -2,10 +2,16 @@
 
 Decoding work is counted with ``Archive.stats`` (public), never by reading an archive's private state.
 """
+import json
+import types
+
 import numpy as np
+import pluggy
 import pytest
+from typer.testing import CliRunner
 
 import bbarc
+from bbarc import cli, hookspecs, registry
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +112,44 @@ def test_one_progress_signature_advance_and_total(zstd_archive, tmp_path, mnist)
     for step, total in (("compress", 30), ("extract", 40), ("verify", 40)):
         assert {n for s, _, n in seen if s == step} == {total}
         assert sum(k for s, k, _ in seen if s == step) == total
+
+
+def test_get_writes_atomically(zstd_archive, tmp_path, monkeypatch):
+    target = tmp_path / "item.npy"
+    target.write_bytes(b"previous content")
+
+    def save_half_then_fail(file, array, *args, **kwargs):
+        file.write(b"\x93NUMPY half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "save", save_half_then_fail)
+    run = CliRunner().invoke(cli.app, ["get", str(zstd_archive), "3", "-o", str(target)])
+    assert isinstance(run.exception, OSError)
+    assert target.read_bytes() == b"previous content"
+    assert [p.name for p in tmp_path.iterdir()] == ["item.npy"]  # and no temp file left behind
+    monkeypatch.undo()
+    run = CliRunner().invoke(cli.app, ["get", str(zstd_archive), "3:6", "-o", str(tmp_path / "range")])
+    assert run.exit_code == 0 and np.load(tmp_path / "range.npy").shape == (3, 28, 28)  # np.save's naming kept
+
+
+class ExtraSpecs:
+    @hookspecs.hookspec
+    def describe_data(self, path):
+        """A hook this bbarc does not have: only the plugin manager can know a plugin implements it."""
+
+
+def test_models_lists_the_hooks_each_plugin_implements(monkeypatch):
+    from bbarc.plugins import zstd_model
+
+    plugin = types.SimpleNamespace(register_models=zstd_model.register_models,
+                                   describe_data=hookspecs.hookimpl(lambda path: None))
+    pm = pluggy.PluginManager(hookspecs.PROJECT)  # a private manager: the global one stays untouched
+    pm.add_hookspecs(hookspecs)
+    pm.add_hookspecs(ExtraSpecs)
+    pm.register(plugin, name="two_hooks")
+    monkeypatch.setattr(registry, "plugin_manager", lambda: pm)
+    run = CliRunner().invoke(cli.app, ["models", "--json"])
+    assert run.exit_code == 0, run.output
+    rows = json.loads(run.stdout)["models"]
+    assert [(r["id"], r["plugin"], r["hooks"]) for r in rows] == [("zstd", "two_hooks", ["describe_data",
+                                                                                         "register_models"])]
