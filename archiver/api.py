@@ -62,6 +62,9 @@ class Archive:
             raise CorruptArchiveError(f"{self.path}: the container holds no bbarc dataset metadata")
         self.item_shape = tuple(meta["item_shape"])
         self.dtype = np.dtype(meta["item_dtype"])
+        # Chunks decoded together by reads and extraction (bounded memory, shared network calls).
+        item_bytes = int(np.prod(self.item_shape, dtype=np.int64)) * self.dtype.itemsize
+        self._lockstep = auto_lockstep(meta["chunk_size"], item_bytes)
         self._cache = ChunkCache(self._reader, self.model, self.item_shape, self.dtype, cache_chunks, self.path)
         self._model = None
 
@@ -117,7 +120,7 @@ class Archive:
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, slice):
-            return self._cache.take(range(*key.indices(len(self))), self._lockstep())
+            return self._cache.take(range(*key.indices(len(self))), self._lockstep)
         try:
             i = operator.index(key)
         except TypeError:
@@ -133,7 +136,7 @@ class Archive:
         """Items [start, stop), decoding only the chunks that hold them."""
         if not 0 <= start <= stop <= len(self):
             raise UsageError(f"range [{start}, {stop}) is outside {self.path}, which holds {len(self)} items")
-        return self._cache.take(range(start, stop), self._lockstep())
+        return self._cache.take(range(start, stop), self._lockstep)
 
     def __iter__(self):
         for c in range(self.chunk_count):
@@ -147,10 +150,6 @@ class Archive:
         if not 0 <= i < self.chunk_count:
             raise UsageError(f"chunk {index} does not exist: {self.path} has chunks 0..{self.chunk_count - 1}")
         return i
-
-    def _lockstep(self) -> int:
-        item_bytes = int(np.prod(self.item_shape, dtype=np.int64)) * self.dtype.itemsize
-        return auto_lockstep(self.metadata["chunk_size"], item_bytes)
 
     # -- whole-archive operations --------------------------------------------------------------------------
     def verify(self, deep: bool = False, progress=None) -> list[ChunkReport]:
@@ -220,7 +219,7 @@ def extract(archive: Archive, output, dataset: str | None = None, progress=None,
     with ExitStack() as resources:
         sink = resources.enter_context(open_sink(output, archive.shape, stored, dataset=dataset))
         decoded = resources.enter_context(closing(run_ordered(
-            lockstep_groups(range(archive.chunk_count), archive._lockstep() if lockstep is None else lockstep),
+            lockstep_groups(range(archive.chunk_count), archive._lockstep if lockstep is None else lockstep),
             local=lambda group, tick: [items for items, _ in archive.decode_chunks(group)],
             remote=lambda group: (decode_job, archive._args, group),
             size=lambda group: sum(archive.chunks[c].item_count for c in group),
