@@ -16,7 +16,7 @@ def test_golden_archive_decodes(path, tmp_path):
     name = path.name.rsplit("-v", 1)[0]
     model, items, labels, chunk = CASES[name]
     with bbarc.open(path) as a:
-        assert a.model_id == model and a.metadata["chunk_size"] == chunk
+        assert a.model_id == model and a.metadata.chunk_size == chunk
         assert a.dtype == items.dtype.newbyteorder("=") and a.shape == items.shape
         assert np.array_equal(a[:], items)
         a.extract(str(tmp_path / "out.npy"))
@@ -39,6 +39,6 @@ def test_archives_of_earlier_weights_still_decode():
 
     for name in ("mnist-vae", "mnist-vae-binary"):
         with bbarc.open(GOLDEN / f"{name}-v1.bbarc") as a:
-            sha = a.metadata["model"]["weights_sha256"]
+            sha = a.metadata.model.weights_sha256
             assert sha != default_registry().bind(name, ItemSpec((28, 28), "uint8")).weights_sha256()
             assert a.model().weights_sha256() == sha
