@@ -58,7 +58,7 @@ class ShapeRun(NamedTuple):
 
 
 class SideSpec(NamedTuple):
-    """One side array of a chunk: ``name``, numpy ``dtype`` string (e.g. ``"<i8"``) and ``shape`` (first axis: items)."""
+    """One side array of a chunk: ``name``, numpy ``dtype`` string (e.g. ``"<i8"``), ``shape`` (first axis: items)."""
 
     name: str
     dtype: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,10 +16,7 @@ import zstandard
 
 from bbarc.errors import CorruptArchiveError, UsageError
 
-from .layout import (
-    ATTACHMENT_TAG, CHECKSUM_PREFIX, CRC, RECORD2_BODY, RECORD_TAG, AttachmentEntry, ChunkEntry, ShapeRun, SideSpec,
-    checked_frame, crc32, is_count,
-)
+from .layout import ATTACHMENT_TAG, CRC, RECORD2_BODY, RECORD_TAG, ShapeRun, SideSpec, checked_frame, crc32
 
 # Bounds on everything a v2 record or index entry declares (SPEC.md, "Bounds").
 DESC_MAX = 1 << 20  # bytes of one record descriptor
@@ -186,9 +184,13 @@ def _printable_name(name: Any, limit: int, what: str, error: type) -> str:
     return name
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxlevel = 60, 60, 6, 6, 3
+
+
 def _shown(value: Any) -> str:
-    text = ascii(value)  # never raw control characters from a file in a message
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A short repr for messages: bounded however large the value, and repr escapes non-printable characters."""
+    return _SHORT.repr(value)
 
 
 def check_attachment_name(name: Any, error: type) -> str:

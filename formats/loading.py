@@ -6,6 +6,7 @@ CorruptArchiveError without the path; the reader adds it.
 
 from __future__ import annotations
 
+import hmac
 from typing import Callable
 
 from bbarc.errors import CorruptArchiveError
@@ -150,3 +151,27 @@ def check_record(pread: Pread, entry, tag: bytes, desc: bytes, side_length: int,
     if layout.crc32(got) != header.desc_crc or got != desc:
         raise CorruptArchiveError("record descriptor is damaged or disagrees with the index")
     return header, buf[head:]
+
+
+def check_chunk_record(pread: Pread, entry: ChunkEntry, more: int):
+    """(record header, the ``more`` bytes after the descriptor) of chunk ``entry``, checked against the index."""
+    if entry.version == 1:
+        header = layout.parse_record_header(pread(layout.RECORD_HEADER_SIZE, entry.offset))
+        expected = (entry.index, entry.first_item, entry.item_count, entry.length)
+        if header[:4] != expected:
+            raise CorruptArchiveError(
+                f"record header (chunk, first_item, item_count, length) = {tuple(header[:4])} "
+                f"disagrees with the index {expected}"
+            )
+        return header, b""
+    desc = layout2.encode_chunk_desc(entry.scheme, entry.shapes, entry.side)
+    return check_record(pread, entry, layout.RECORD_TAG, desc, entry.side_length, entry.first_item,
+                        entry.item_count, more)
+
+
+def check_bytes(data: bytes, crc: int, checksum: str | None, what: str) -> None:
+    """crc32 from the record, and BLAKE2b-128 from the index unless the entry was recovered."""
+    if layout.crc32(data) != crc:
+        raise CorruptArchiveError(f"its {what} is damaged (crc32 mismatch)")
+    if checksum is not None and not hmac.compare_digest(layout.payload_checksum(data), checksum):
+        raise CorruptArchiveError(f"its {what} is damaged (checksum mismatch)")

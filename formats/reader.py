@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import hmac
 import operator
 import os
 import stat
@@ -40,6 +39,32 @@ def _open_readonly(path: str) -> int:
         os.close(fd)
         raise UsageError(f"archive {path!r} is not a regular file")
     return fd
+
+
+def pread_all(fd: int, n: int, offset: int) -> bytes:
+    """``n`` bytes at ``offset``, fewer only at the end of the file."""
+    parts = []
+    while n > 0:
+        # pread may return less than asked (Linux caps one call near 2 GiB); b"" means end of file.
+        part = os.pread(fd, n, offset)
+        if not part:
+            break
+        parts.append(part)
+        n -= len(part)
+        offset += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)  # join copies, so skip it for one part
+
+
+def _report(keys: list, read) -> list[tuple]:
+    report = []
+    for key in keys:
+        try:
+            read(key)
+        except CorruptArchiveError as exc:
+            report.append((key, str(exc)))
+        else:
+            report.append((key, None))
+    return report
 
 
 class ArchiveReader:
@@ -86,11 +111,11 @@ class ArchiveReader:
         entry = self._entry(i)
         i = entry.index
         try:
-            header = self._check_chunk_record(entry, more=0)[0]
+            header = loading.check_chunk_record(self._pread, entry, more=0)[0]
             payload = self._pread(entry.length, entry.payload_offset)
             if len(payload) != entry.length:
                 raise CorruptArchiveError("the file ends inside its payload")
-            self._check_bytes(payload, header.payload_crc, entry.checksum, "payload")
+            loading.check_bytes(payload, header.payload_crc, entry.checksum, "payload")
         except CorruptArchiveError as exc:
             raise self._corrupt(f"chunk {i} at byte {entry.offset} is damaged: {exc}", chunk=i) from None
         return payload
@@ -104,8 +129,8 @@ class ArchiveReader:
         if not entry.side:
             return {}
         try:
-            header, section = self._check_chunk_record(entry, more=entry.side_length)
-            self._check_bytes(section, header.side_crc, entry.side_checksum, "side section")
+            header, section = loading.check_chunk_record(self._pread, entry, more=entry.side_length)
+            loading.check_bytes(section, header.side_crc, entry.side_checksum, "side section")
             return layout2.unpack_side(section, entry.side)
         except CorruptArchiveError as exc:
             raise self._corrupt(f"side data of chunk {entry.index} is damaged: {exc}", chunk=entry.index) from None
@@ -135,35 +160,18 @@ class ArchiveReader:
             data = self._pread(entry.length, entry.payload_offset)
             if len(data) != entry.length:
                 raise CorruptArchiveError("the file ends inside it")
-            self._check_bytes(data, header.payload_crc, entry.checksum, "data")
+            loading.check_bytes(data, header.payload_crc, entry.checksum, "data")
         except CorruptArchiveError as exc:
             raise self._corrupt(f"attachment {name!r} is damaged: {exc}") from None
         return data
 
     def verify(self) -> list[tuple[int, str | None]]:
         """Check every chunk (payload and side data); ``(chunk, error or None)`` each. Never raises for bad chunks."""
-        report: list[tuple[int, str | None]] = []
-        for entry in self._chunks:
-            try:
-                self.read_chunk(entry.index)
-                self.read_side(entry.index)
-            except CorruptArchiveError as exc:
-                report.append((entry.index, str(exc)))
-            else:
-                report.append((entry.index, None))
-        return report
+        return _report([e.index for e in self._chunks], lambda i: (self.read_chunk(i), self.read_side(i)))
 
     def verify_attachments(self) -> list[tuple[str, str | None]]:
         """Check every attachment; ``(name, error or None)`` each."""
-        report: list[tuple[str, str | None]] = []
-        for entry in self._attachments:
-            try:
-                self.read_attachment(entry.name)
-            except CorruptArchiveError as exc:
-                report.append((entry.name, str(exc)))
-            else:
-                report.append((entry.name, None))
-        return report
+        return _report(self.attachment_names(), self.read_attachment)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -208,45 +216,14 @@ class ArchiveReader:
         self._firsts = [e.first_item for e in self._chunks]
         self._by_name = {a.name: a for a in self._attachments}
 
-    def _check_chunk_record(self, entry: ChunkEntry, more: int):
-        if entry.version == 1:
-            header = layout.parse_record_header(self._pread(layout.RECORD_HEADER_SIZE, entry.offset))
-            expected = (entry.index, entry.first_item, entry.item_count, entry.length)
-            if header[:4] != expected:
-                raise CorruptArchiveError(
-                    f"record header (chunk, first_item, item_count, length) = {tuple(header[:4])} "
-                    f"disagrees with the index {expected}"
-                )
-            return header, b""
-        desc = layout2.encode_chunk_desc(entry.scheme, entry.shapes, entry.side)
-        return loading.check_record(self._pread, entry, layout.RECORD_TAG, desc, entry.side_length,
-                                    entry.first_item, entry.item_count, more)
-
-    @staticmethod
-    def _check_bytes(data: bytes, crc: int, checksum: str | None, what: str) -> None:
-        if layout.crc32(data) != crc:
-            raise CorruptArchiveError(f"its {what} is damaged (crc32 mismatch)")
-        if checksum is not None and not hmac.compare_digest(layout.payload_checksum(data), checksum):
-            raise CorruptArchiveError(f"its {what} is damaged (checksum mismatch)")
-
     def _entry(self, i: int) -> ChunkEntry:
         n = len(self._chunks)
         return self._chunks[checked_index(i, n, "chunk", f"{self.path!r} has {n} chunks")]
 
     def _pread(self, n: int, offset: int) -> bytes:
-        fd = self._fd
-        if fd is None:
+        if self._fd is None:
             raise UsageError(f"archive reader for {self.path!r} is closed")
-        parts = []
-        while n > 0:
-            # pread may return less than asked (Linux caps one call near 2 GiB); b"" means end of file.
-            part = os.pread(fd, n, offset)
-            if not part:
-                break
-            parts.append(part)
-            n -= len(part)
-            offset += len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)  # join copies, so skip it for one part
+        return pread_all(self._fd, n, offset)
 
     def _corrupt(self, message: str, chunk: int | None = None) -> CorruptArchiveError:
         return CorruptArchiveError(f"{self.path}: {message}", chunk=chunk)
