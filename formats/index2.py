@@ -45,7 +45,7 @@ def _object(raw: Any, keys: tuple[str, ...], what: str) -> dict:
     return raw
 
 
-def _chunk(i: int, raw: Any) -> ChunkEntry:
+def _chunk(i: int, raw: Any, memo: dict) -> ChunkEntry:
     raw = _object(raw, CHUNK_KEYS, f"index entry {i}")
     ints = [raw[k] for k in ("chunk", "offset", "desc_length", "side_length", "length", "first_item", "item_count")]
     if (
@@ -58,7 +58,11 @@ def _chunk(i: int, raw: Any) -> ChunkEntry:
     index, offset, desc_length, side_length, length, first_item, item_count = ints
     if not 1 <= item_count <= MAX_ITEMS - first_item or not 1 <= desc_length <= DESC_MAX:
         raise CorruptArchiveError(f"index entry {i} declares {item_count} items or a {desc_length}-byte descriptor")
-    scheme, shapes, side = chunk_fields(raw["scheme"], raw["shapes"], raw["side"], item_count, CorruptArchiveError)
+    # Chunks mostly repeat one another's fields: check each distinct combination once (repr is exact for JSON).
+    key = repr((item_count, raw["scheme"], raw["shapes"], raw["side"]))
+    if key not in memo:
+        memo[key] = chunk_fields(raw["scheme"], raw["shapes"], raw["side"], item_count, CorruptArchiveError)
+    scheme, shapes, side = memo[key]
     if bool(side) != (side_length > 0) or (raw["side_checksum"] is None) != (side_length == 0):
         raise CorruptArchiveError(f"index entry {i} has side arrays and side section out of step")
     return ChunkEntry(index, offset, length, first_item, item_count, raw["checksum"], raw["raw_hash"], {},
@@ -84,7 +88,8 @@ def parse_index(index: dict, header_end: int, index_offset: int):
         raise CorruptArchiveError("index chunks or attachments are not lists, or final is not an object")
     if len(attachments) > MAX_ATTACHMENTS:
         raise CorruptArchiveError(f"index lists {len(attachments)} attachments, more than {MAX_ATTACHMENTS}")
-    entries = [_chunk(i, raw) for i, raw in enumerate(chunks)]
+    memo: dict = {}
+    entries = [_chunk(i, raw, memo) for i, raw in enumerate(chunks)]
     named = [_attachment(i, raw) for i, raw in enumerate(attachments)]
     check_sequence(entries, named)
     check_tiling(entries, named, header_end, index_offset)

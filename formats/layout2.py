@@ -6,6 +6,7 @@ arguments raise UsageError. The checks are the same, so a writer cannot produce 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import reprlib
@@ -133,6 +134,7 @@ class _Cursor:
             raise CorruptArchiveError(f"record descriptor has {len(self.data) - self.pos} bytes after its end")
 
 
+@functools.lru_cache(maxsize=256)  # readers re-encode the index's fields on every read; chunks share them
 def encode_chunk_desc(scheme: str, shapes: tuple[ShapeRun, ...], side: tuple[SideSpec, ...]) -> bytes:
     parts = [_string(scheme), _varint(len(shapes))]
     for shape, count in shapes:
