@@ -172,6 +172,6 @@ def check_chunk_record(pread: Pread, entry: ChunkEntry, more: int):
 def check_bytes(data: bytes, crc: int, checksum: str | None, what: str) -> None:
     """crc32 from the record, and BLAKE2b-128 from the index unless the entry was recovered."""
     if layout.crc32(data) != crc:
-        raise CorruptArchiveError(f"its {what} is damaged (crc32 mismatch)")
+        raise CorruptArchiveError(f"{what} does not match its crc32")
     if checksum is not None and not hmac.compare_digest(layout.payload_checksum(data), checksum):
-        raise CorruptArchiveError(f"its {what} is damaged (checksum mismatch)")
+        raise CorruptArchiveError(f"{what} does not match its checksum in the index")
