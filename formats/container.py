@@ -34,6 +34,45 @@ def _as_bytes(data: Any, what: str) -> memoryview:
         raise UsageError(f"{what} must be bytes-like and contiguous, got {type(data).__name__}") from None
 
 
+def _v1_record(number: int, offset: int, first_item: int, item_count: int, data: memoryview, raw_hash: str,
+               extra: Any) -> tuple[ChunkEntry, tuple]:
+    """Index entry and the byte strings of a v1 chunk record."""
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise UsageError(f"extra must be a dict or None, got {type(extra).__name__}")
+    # Round-trip now so a bad value fails here, not at close(), and later caller edits don't leak in.
+    extra = json.loads(layout.encode_json(extra, f"extra of chunk {number}"))
+    entry = ChunkEntry(number, offset, data.nbytes, first_item, item_count, layout.payload_checksum(data), raw_hash,
+                       extra)
+    return entry, (layout.pack_record_header(number, first_item, item_count, data.nbytes, layout.crc32(data)), data)
+
+
+def _v2_record(number: int, offset: int, first_item: int, item_count: int, data: memoryview, raw_hash: str,
+               scheme: Any, item_shapes: Any, side: Any) -> tuple[ChunkEntry, tuple]:
+    """Index entry and the byte strings of a v2 chunk record; UsageError for arguments a reader would refuse."""
+    if scheme is None or item_shapes is None:
+        raise UsageError("format version 2 needs scheme= and item_shapes= for every chunk")
+    if first_item + item_count > layout2.MAX_ITEMS:
+        raise UsageError(f"an archive holds at most {layout2.MAX_ITEMS} items")
+    specs, raw_side = layout2.side_arrays(side)
+    runs = layout2.shape_runs(item_shapes, item_count)
+    scheme, runs, specs = layout2.chunk_fields(scheme, runs, specs, item_count, UsageError)
+    runs = layout2.merge_runs(runs)
+    desc = layout2.encode_chunk_desc(scheme, runs, specs)
+    if len(desc) > layout2.DESC_MAX:
+        raise UsageError(f"chunk {number} has too many shape runs ({len(runs)}); use smaller chunks")
+    section = layout2.pack_side(raw_side, specs)
+    header = layout2.pack_record_header(layout.RECORD_TAG, number, first_item, item_count, desc, section,
+                                        data.nbytes, layout.crc32(data))
+    entry = ChunkEntry(
+        number, offset, data.nbytes, first_item, item_count, layout.payload_checksum(data), raw_hash, {},
+        version=2, scheme=scheme, shapes=runs, side=specs, desc_length=len(desc), side_length=len(section),
+        side_checksum=layout.payload_checksum(section) if section else None,
+    )
+    return entry, (header, desc, section, data)
+
+
 class ArchiveWriter:
     """Streams records to a hidden temp file; ``close()`` publishes it atomically under ``path``.
 
@@ -97,11 +136,14 @@ class ArchiveWriter:
         if self.version == 1:
             if scheme is not None or item_shapes is not None or side is not None:
                 raise UsageError("scheme, item_shapes and side need an archive of format version 2 (version=2)")
-            self._write_v1(data, item_count, raw_hash, extra)
+            entry, parts = _v1_record(len(self._entries), self._offset, first_item, item_count, data, raw_hash, extra)
         else:
             if extra is not None:
                 raise UsageError("extra is format version 1 only; version 2 records scheme, item_shapes and side")
-            self._write_v2(data, item_count, raw_hash, scheme, item_shapes, side)
+            entry, parts = _v2_record(len(self._entries), self._offset, first_item, item_count, data, raw_hash,
+                                      scheme, item_shapes, side)
+        self._append(*parts)
+        self._entries.append(entry)
         self._next_item += item_count
 
     def add_attachment(self, name: str, data: bytes) -> None:
@@ -149,45 +191,6 @@ class ArchiveWriter:
             finally:
                 remove_quietly(self._temp)
                 self._temp = None
-
-    def _write_v1(self, data: memoryview, item_count: int, raw_hash: str, extra: Any) -> None:
-        if extra is None:
-            extra = {}
-        if not isinstance(extra, dict):
-            raise UsageError(f"extra must be a dict or None, got {type(extra).__name__}")
-        # Round-trip now so a bad value fails here, not at close(), and later caller edits don't leak in.
-        extra = json.loads(layout.encode_json(extra, f"extra of chunk {len(self._entries)}"))
-        entry = ChunkEntry(len(self._entries), self._offset, data.nbytes, self._next_item, item_count,
-                           layout.payload_checksum(data), raw_hash, extra)
-        record = layout.pack_record_header(entry.index, entry.first_item, item_count, entry.length,
-                                           layout.crc32(data))
-        self._append(record, data)
-        self._entries.append(entry)
-
-    def _write_v2(self, data: memoryview, item_count: int, raw_hash: str, scheme: Any, item_shapes: Any,
-                  side: Any) -> None:
-        if scheme is None or item_shapes is None:
-            raise UsageError("format version 2 needs scheme= and item_shapes= for every chunk")
-        if self._next_item + item_count > layout2.MAX_ITEMS:
-            raise UsageError(f"an archive holds at most {layout2.MAX_ITEMS} items")
-        specs, raw_side = layout2.side_arrays(side)
-        runs = layout2.shape_runs(item_shapes, item_count)
-        scheme, runs, specs = layout2.chunk_fields(scheme, runs, specs, item_count, UsageError)
-        runs = layout2.merge_runs(runs)
-        desc = layout2.encode_chunk_desc(scheme, runs, specs)
-        if len(desc) > layout2.DESC_MAX:
-            raise UsageError(f"chunk {len(self._entries)} has too many shape runs ({len(runs)}); use smaller chunks")
-        section = layout2.pack_side(raw_side, specs)
-        number = len(self._entries)
-        header = layout2.pack_record_header(layout.RECORD_TAG, number, self._next_item, item_count, desc, section,
-                                            data.nbytes, layout.crc32(data))
-        entry = ChunkEntry(
-            number, self._offset, data.nbytes, self._next_item, item_count, layout.payload_checksum(data), raw_hash,
-            {}, version=2, scheme=scheme, shapes=runs, side=specs, desc_length=len(desc), side_length=len(section),
-            side_checksum=layout.payload_checksum(section) if section else None,
-        )
-        self._append(header, desc, section, data)
-        self._entries.append(entry)
 
     def _append(self, *parts) -> None:
         for part in parts:
