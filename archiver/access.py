@@ -136,7 +136,7 @@ class ChunkCache:
                 f"{self._name}: chunk {index} decodes to content whose hash differs from the one recorded", chunk=index
             )
         items.setflags(write=False)
-        decoded = DecodedChunk(items, side)
+        decoded = DecodedChunk(items, side or self._reader.read_side(index))  # v2 keeps side data outside the chain
         with self._lock:
             self._stats.chunks += 1
             self._stats.items += 0 if counted else len(items)

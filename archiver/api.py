@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bbarc.formats.container import ArchiveReader
-from bbarc.errors import CorruptArchiveError, ModelError, UsageError
+from bbarc.errors import BbarcError, CorruptArchiveError, ModelError, UsageError
+from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
 from bbarc.formats.outputs import open_sink
 
 from .access import ChunkCache, DecodedChunk, DecodeStats
@@ -63,6 +64,7 @@ class Archive:
             self._reader.close()
             raise CorruptArchiveError(f"{self.path}: {exc}") from None
         self.item_shape, self.dtype = self.metadata.item_shape, self.metadata.dtype
+        check_chunks(self._reader, self.metadata, self.path)
         # Chunks decoded together by reads and extraction (bounded memory, shared network calls).
         self._lockstep = auto_lockstep(self.metadata.chunk_size, self.metadata.item_spec.item_bytes)
         self._cache = ChunkCache(self._reader, self.model, self.item_shape, self.dtype, cache_chunks, self.path)
@@ -111,7 +113,10 @@ class Archive:
         return self.decode_chunks([index])[0].items
 
     def side(self, index: int) -> dict[str, np.ndarray]:
-        """Side data (e.g. ``labels``) stored in chunk ``index``'s header."""
+        """Side data (e.g. ``labels``) of chunk ``index``: read from the record (format v2) without decoding the
+        chain, or, in v1 archives, from the chunk's seed header."""
+        if self._reader.version >= 2:
+            return self._reader.read_side(self._chunk_index(index))
         return self.decode_chunks([index])[0].side
 
     def __getitem__(self, key) -> np.ndarray:
@@ -188,6 +193,25 @@ class Archive:
 
     def __repr__(self) -> str:
         return f"Archive({self.path!r}, items={len(self)}, chunks={self.chunk_count}, model={self.model_id!r})"
+
+
+CHUNK_SCHEMES = (SCHEME_BITS_BACK, SCHEME_STORED)
+
+
+def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> None:
+    """Validate the index against the metadata at open, so that no access meets a chunk this bbarc cannot
+    decode: every chunk's coding scheme is one this bbarc implements and its items have the archive's shape."""
+    try:
+        for entry in reader.chunks:
+            if entry.version >= 2 and entry.scheme not in CHUNK_SCHEMES:
+                raise UsageError(f"{path}: chunk {entry.index} is coded with scheme {entry.scheme!r}, which this bbarc "
+                                 f"does not implement ({', '.join(CHUNK_SCHEMES)}); a newer bbarc may read it")
+            if entry.version >= 2 and any(run.shape != meta.item_shape for run in entry.shapes):
+                raise CorruptArchiveError(f"{path}: chunk {entry.index} holds items of another shape than the "
+                                          f"archive's {meta.item_shape}")
+    except BbarcError:
+        reader.close()
+        raise
 
 
 def archive_model(meta: ArchiveMetadata, path: str):

@@ -16,16 +16,18 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from bbarc.formats.container import ArchiveWriter
+from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
 from bbarc.errors import ModelError, UsageError
 from bbarc.formats.inputs import open_source
 
 from . import fixedpoint
 from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunks
 from .execution import auto_lockstep, lockstep_groups, run_ordered
+from .metadata import ArchiveMetadata, CodingScheme, ModelRecord
 from .model import ItemSpec, Model
 from .registry import default_registry, resolve
 
-FORMAT_NAME = "bbarc"
+ARCHIVE_VERSION = 2  # the container version new archives are written in (formats/SPEC.md)
 # Items per chunk unless asked: each chunk is one chain (~1,600 bits of overhead, 0.55 % of 256 MNIST images),
 # and reading an item decodes the items after it in its chunk, so smaller chunks mean faster random access.
 DEFAULT_CHUNK = 256
@@ -107,7 +109,7 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
                 stop = min(start + chunk_size, n)
                 items = src.read(start, stop)
                 m.check_items(items)
-                yield items, index, {"labels": side_src.read(start, stop)} if side_src else {}
+                yield items, index, {}  # side data goes into the record, readable without decoding (v2)
 
         coded = resources.enter_context(closing(run_ordered(
             lockstep_groups(chunks(), auto_lockstep(chunk_size, item_bytes) if lockstep is None else lockstep),
@@ -116,28 +118,27 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
             size=lambda group: sum(len(items) for items, _, _ in group),
             workers=workers, executor=executor, progress=(lambda k: progress(k, n)) if progress else None,
         )))
-        with ArchiveWriter(path, metadata) as writer:
+        scheme = SCHEME_BITS_BACK if m.item_codec() is not None else SCHEME_STORED
+        with ArchiveWriter(path, metadata.to_json(ARCHIVE_VERSION), version=ARCHIVE_VERSION) as writer:
             for group, payloads in coded:
                 for (items, index, _), payload in zip(group, payloads):
-                    writer.write_chunk(payload, index * chunk_size, len(items), raw_hash(items),
-                                       extra={"header_items": _n_header(payload)})
+                    start = index * chunk_size
+                    side = {"labels": side_src.read(start, start + len(items))} if side_src else None
+                    writer.write_chunk(payload, start, len(items), raw_hash(items), scheme=scheme,
+                                       item_shapes=items.shape[1:], side=side)
             writer.close(final=dict(item_count=n, chunks=writer.chunk_count))
         raw_bytes = n * item_bytes
         return CompressResult(str(path), n, writer.chunk_count, tuple(src.item_shape), np.dtype(src.dtype).str,
                               raw_bytes, os.stat(path).st_size, time.perf_counter() - started)
 
 
-def archive_metadata(src, m, chunk_size: int, side: list[str]) -> dict:
+def archive_metadata(src, m: Model, chunk_size: int, side: list[str]) -> ArchiveMetadata:
     """The archive-level metadata recorded for ``src`` coded by model ``m``."""
-    who = provenance(m)
-    return dict(
-        format=FORMAT_NAME, writer=f"bbarc {bbarc_version()}", source=src.description,
-        item_shape=list(src.item_shape), item_dtype=np.dtype(src.dtype).str, item_count=len(src),
-        chunk_size=chunk_size,
-        source_dtype=np.dtype(src.stored_dtype).str,  # byte order of the input, reproduced on decompression
-        model=dict(m.get_config(), plugin=who[0], distribution=who[1], version=who[2],
-                   header_only=m.item_codec() is None),
-        codec=codec_parameters(), side=side,
+    return ArchiveMetadata(
+        writer=f"bbarc {bbarc_version()}", source=src.description, item_spec=ItemSpec(src.item_shape, src.dtype),
+        source_dtype=np.dtype(src.stored_dtype),  # byte order of the input, reproduced on decompression
+        item_count=len(src), chunk_size=chunk_size, model=ModelRecord(m.get_config(), *provenance(m)),
+        coding=CodingScheme(codec_parameters()), side=tuple(side),
     )
 
 
@@ -162,5 +163,3 @@ def encode_job(model: Model, chunks: list) -> list[bytes]:
 _worker_models: dict[tuple, Model] = {}
 
 
-def _n_header(payload: bytes) -> int:
-    return int.from_bytes(payload[:4], "little")

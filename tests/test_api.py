@@ -48,17 +48,19 @@ def test_reversed_slice_of_a_bits_back_archive_decodes_each_chunk_once(vae_archi
         assert a.stats.chunks == 3 + 1
 
 
-@pytest.mark.parametrize("cache_chunks, decodes", [(0, 1), (2, 1)])
-def test_side_decodes_its_chunk_once(vae_archive, cache_chunks, decodes):
+@pytest.mark.parametrize("cache_chunks", [0, 2])
+def test_side_data_reads_without_decoding(vae_archive, cache_chunks):
+    """Format v2 keeps side data outside the chain: reading labels decodes nothing."""
     with bbarc.open(vae_archive, cache_chunks=cache_chunks) as a:
         assert a.side(1)["labels"].tolist() == list(range(16, 32))
-        assert a.stats.chunks == decodes
+        assert a.stats.chunks == 0
+        assert a.decode_chunks([1])[0].side["labels"].tolist() == list(range(16, 32))
 
 
-def test_chunk_then_side_decodes_again_only_without_a_cache(vae_archive):
+def test_chunk_then_chunk_again_decodes_again_only_without_a_cache(vae_archive):
     for cache_chunks, decodes in ((0, 2), (1, 1)):
         with bbarc.open(vae_archive, cache_chunks=cache_chunks) as a:
-            a.chunk(2), a.side(2)
+            a.chunk(2), a.side(2), a.chunk(2)
             assert a.stats.chunks == decodes
 
 

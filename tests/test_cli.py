@@ -31,9 +31,10 @@ def test_decompress_get_info_verify(archive, mnist):
     assert np.array_equal(np.load(tmp / "range.npy"), mnist[10:31])
     info = json.loads(cli("info", tmp / "a.bbarc", "--json").stdout)
     meta = info["metadata"]
-    assert meta["model"]["id"] == "mnist-vae" and len(meta["model"]["weights_sha256"]) == 64
+    config = meta["model"]["config"]
+    assert config["id"] == "mnist-vae" and len(config["weights_sha256"]) == 64
     assert meta["item_count"] == 40 and [c["items"] for c in info["chunks"]] == [15, 15, 10]
-    assert meta["codec"]["scheme"] == "logistic-v1" and meta["model"]["obs_precision"] == 20
+    assert meta["codec"]["scheme"] == "logistic-v1" and config["obs_precision"] == 20
     assert json.loads(cli("verify", tmp / "a.bbarc", "--deep", "--json", "-q").stdout)["ok"]
 
 

@@ -46,12 +46,13 @@ def test_flipped_byte_names_the_bad_chunk_and_the_rest_decodes(archive, mnist):
 def test_damage_that_passes_the_checksum_is_caught_by_the_deep_check(archive, tmp_path):
     # Rewrite a payload with fresh checksums, as a buggy tool might: only decoding can notice.
     forged = tmp_path / "forged.bbarc"
-    with ArchiveReader(archive) as r, ArchiveWriter(forged, r.metadata) as w:
+    with ArchiveReader(archive) as r, ArchiveWriter(forged, r.metadata, version=r.version) as w:
         for c in r.chunks:
             payload = bytearray(r.read_chunk(c.index))
             if c.index == 1:
                 payload[-5] ^= 0x01
-            w.write_chunk(bytes(payload), c.first_item, c.item_count, c.raw_hash)
+            w.write_chunk(bytes(payload), c.first_item, c.item_count, c.raw_hash, scheme=c.scheme,
+                          item_shapes=c.shapes, side=r.read_side(c.index) or None)
     assert cli("verify", forged, "-q").returncode == 0
     run = cli("verify", forged, "--deep", "--json", "-q", check=False)
     assert run.returncode == 3 and [c["index"] for c in json.loads(run.stdout)["bad"]] == [1]
