@@ -51,6 +51,13 @@ class Model:
         the plugin; None if the plugin does not ship them. New archives always use the default weights."""
         return self if self.weights_sha256() == sha256 else None
 
+    def item_codec(self):
+        """The codec of one item per lane (``bbarc.codecs.Codec``), or None when chunks are stored whole in their
+        header (``header_only``)."""
+        from .bitsback import bitswap
+
+        return None if self.header_only else bitswap(self)
+
     def posterior(self, layer: int, below: np.ndarray):
         """q(z_layer | below) for a batch: ``below`` is items (layer 1) or bin indices of z_{layer-1}."""
         raise NotImplementedError

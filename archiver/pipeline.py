@@ -5,7 +5,6 @@ archive is written as it goes (``bbarc.formats.container`` finalises it atomical
 """
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import time
@@ -21,8 +20,9 @@ from bbarc.formats.container import ArchiveWriter
 from bbarc.errors import UsageError
 from bbarc.formats.inputs import open_source
 
-from . import fixedpoint
-from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunks
+from . import chain
+from .chain import encode_chunks
+from .payload import ZSTD_LEVEL, raw_hash
 from .registry import get_model, model_entry
 
 FORMAT_NAME = "bbarc"
@@ -38,16 +38,9 @@ def bbarc_version() -> str:
         return "unknown"
 
 
-def raw_hash(items: np.ndarray) -> str:
-    """Hash of the decoded content of a chunk: dtype, shape and bytes."""
-    h = hashlib.blake2b(f"{items.dtype.str}{items.shape}".encode(), digest_size=16)
-    h.update(np.ascontiguousarray(items).tobytes())
-    return "blake2b128:" + h.hexdigest()
-
-
 def codec_parameters() -> dict:
-    return dict(fixedpoint.scheme_parameters(), chain="bits-back-ans", ans="rans64-32", header_version=HEADER_VERSION,
-                header_zstd_level=ZSTD_LEVEL)
+    """What archives record: ``chain.codec_parameters`` (the codec's identity) plus the encoder's zstd level."""
+    return dict(chain.codec_parameters(), header_zstd_level=ZSTD_LEVEL)
 
 
 @dataclass(frozen=True)
