@@ -15,7 +15,7 @@ from bbarc.formats.container import ArchiveReader
 
 from .chain import ChunkDecoder, decode_chunks
 from .execution import lockstep_groups
-from .pipeline import raw_hash
+from .payload import raw_hash
 
 
 class DecodedChunk(NamedTuple):

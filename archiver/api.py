@@ -16,7 +16,7 @@ from bbarc.formats.outputs import open_sink
 
 from .access import ChunkCache, DecodedChunk, DecodeStats
 from .execution import auto_lockstep, lockstep_groups, run_ordered
-from .pipeline import codec_parameters
+from .chain import codec_parameters
 from .metadata import ArchiveMetadata
 from .registry import model_from_config
 

@@ -5,7 +5,6 @@ archive is written as it goes (``bbarc.formats.container`` finalises it atomical
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from concurrent.futures import Executor
@@ -20,11 +19,11 @@ from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
 from bbarc.errors import ModelError, UsageError
 from bbarc.formats.inputs import open_source
 
-from . import fixedpoint
-from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunks
+from .chain import codec_parameters, encode_chunks
 from .execution import auto_lockstep, lockstep_groups, run_ordered
 from .metadata import ArchiveMetadata, CodingScheme, ModelRecord
 from .model import ItemSpec, Model
+from .payload import raw_hash
 from .registry import default_registry, resolve
 
 ARCHIVE_VERSION = 2  # the container version new archives are written in (formats/SPEC.md)
@@ -38,18 +37,6 @@ def bbarc_version() -> str:
         return version("bbarc")
     except PackageNotFoundError:
         return "unknown"
-
-
-def raw_hash(items: np.ndarray) -> str:
-    """Hash of the decoded content of a chunk: dtype, shape and bytes."""
-    h = hashlib.blake2b(f"{items.dtype.str}{items.shape}".encode(), digest_size=16)
-    h.update(np.ascontiguousarray(items).tobytes())
-    return "blake2b128:" + h.hexdigest()
-
-
-def codec_parameters() -> dict:
-    return dict(fixedpoint.scheme_parameters(), chain="bits-back-ans", ans="rans64-32", header_version=HEADER_VERSION,
-                header_zstd_level=ZSTD_LEVEL)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ import time
 import numpy as np
 
 from bbarc import fixedpoint as fp
-from bbarc.ans import AnsStack
+from bbarc.ans import AnsLanes
 from bbarc.codecs import Bytes, Grid, LogisticMixture, Uniform
+
+ONE = np.zeros(1, dtype=np.int64)  # one message: lane 0
 
 
 def cpu(fn):
@@ -34,18 +36,18 @@ def main() -> None:
         codec = LogisticMixture(Grid.levels(256), mean, rng.integers(-40, 100, (n, k)),
                                 fp.mixture_weights(rng.integers(-20, 20, (n, k))), 20)
         symbols = np.clip((mean[:, 0] >> 16) + rng.integers(-3, 4, n), 0, 255)
-        codec.take(slice(0, 1000)).push(AnsStack(), symbols[:1000])  # compile
-        stack = AnsStack()
-        _, t_push = cpu(lambda: codec.push(stack, symbols))
-        out, t_pop = cpu(lambda: codec.pop(AnsStack.from_bytes(stack.to_bytes())))
-        assert np.array_equal(out, symbols)
+        codec.take(slice(0, 1000)).push_lanes(AnsLanes(1), ONE, symbols[None, :1000])  # compile
+        lanes = AnsLanes(1)
+        _, t_push = cpu(lambda: codec.push_lanes(lanes, ONE, symbols[None]))
+        (out, _), t_pop = cpu(lambda: codec.pop_lanes(AnsLanes.from_messages([lanes.message(0)]), ONE))
+        assert np.array_equal(out[0], symbols)
         rows.append((f"bbarc logistic mixture K={k}, 256 symbols", n / t_push, n / t_pop))
     u = Uniform(n, 12)
     symbols = rng.integers(0, 4096, n)
-    stack = AnsStack()
-    Bytes.push(stack, b"x")
-    _, t_push = cpu(lambda: u.push(stack, symbols))
-    _, t_pop = cpu(lambda: u.pop(stack))
+    lanes = AnsLanes(1)
+    Bytes().push_lanes(lanes, ONE, [b"x"])
+    _, t_push = cpu(lambda: u.push_lanes(lanes, ONE, symbols[None]))
+    _, t_pop = cpu(lambda: u.pop_lanes(lanes, ONE))
     rows.append(("bbarc uniform 12 bits", n / t_push, n / t_pop))
     try:
         import constriction

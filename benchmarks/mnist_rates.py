@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import bbarc
 from bbarc import bench
-from bbarc.chain import _header_bytes
+from bbarc.payload import seed_header
 from bbarc.formats.container import ArchiveReader
 from bbarc.formats.inputs import open_source
 
@@ -61,7 +61,7 @@ def bbarc_row(data: np.ndarray, model: str, chunk: int, tmp: Path) -> dict:
         header_items = [c.extra.get("header_items", 0) for c in r.chunks]
     # Chain overhead of a chunk: its zstd seed header (+ 32-bit length), the 32-bit payload prefix and the
     # 64-bit final head; an upper bound, since part of the head is real information.
-    seeds = [len(_header_bytes(data[c * chunk : (c + 1) * chunk], h, c, {})) for c, h in enumerate(header_items)]
+    seeds = [len(seed_header(data[c * chunk : (c + 1) * chunk], h, c, {})) for c, h in enumerate(header_items)]
     chain_bits = float(np.mean([8 * s + 32 + 32 + 64 for s in seeds]))
     return dict(chain_overhead_bits_per_chunk=chain_bits, header_items_total=int(sum(header_items)),codec=f"bbarc {model} chunk={chunk}", model=model, chunk_size=chunk, chunks=result.chunks,
                 bits_per_dim=result.bits_per_dim, archive_bytes=result.archive_bytes, payload_bytes=payload,

@@ -1,11 +1,17 @@
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bbarc.chain import decode_chunk, encode_chunk
-from tests.helpers import bound_model
+import bbarc
+from bbarc.chain import decode_chunk, decode_chunks, encode_chunk, encode_chunks
 from bbarc.errors import CorruptArchiveError
+from bbarc.formats.container import ArchiveReader
+from tests.helpers import bound_model
+from tests.golden.make_golden import golden_inputs
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 @pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary", "mnist-hvae", "zstd"])
@@ -44,8 +50,6 @@ def test_damaged_payload_is_reported_not_decoded_into_garbage(mnist):
 
 @pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-hvae"])
 def test_lockstep_chains_are_bit_identical_to_single_chains(model_id, mnist):
-    from bbarc.chain import decode_chunks, encode_chunks
-
     model = bound_model(model_id)
     chunks = [(mnist[0:7], 0, {}), (mnist[7:10], 1, {}), (mnist[10:21], 2, {"labels": np.arange(11)})]
     together = encode_chunks(model, chunks)
@@ -56,9 +60,9 @@ def test_lockstep_chains_are_bit_identical_to_single_chains(model_id, mnist):
     assert decoded[2][1]["labels"].tolist() == list(range(11))
 
 
-def test_chunk_decoder_decodes_only_the_chunk_tail_and_resumes(mnist):
-    """Item i needs only the items after it in its chunk; a later call goes on from there (the Archive side of
-    this, caching included, is tests/test_api.py)."""
+def test_random_access_decodes_only_the_chunk_tail_and_resumes(mnist, tmp_path):
+    """Item i needs only the items after it in its chunk; a later read goes on from there, and a chunk decoded
+    to its start is checked (header, raw-content hash) and cached like any other."""
     from bbarc.chain import ChunkDecoder
 
     model = bound_model("mnist-hvae")  # seeds with items in the header: reads that reach into it are covered too
@@ -68,7 +72,43 @@ def test_chunk_decoder_decodes_only_the_chunk_tail_and_resumes(mnist):
     dec = ChunkDecoder(model, payload, 9, (28, 28), np.dtype(np.uint8))
     for first in (8, 6):
         assert np.array_equal(dec.down_to(first), mnist[first:9]) and dec.result is None
-    assert dec._chain.next == 5  # each call decoded only the items it needed
+    assert dec.decoded_from == 6  # each call decoded only the items it needed
     assert np.array_equal(dec.down_to(n_header), mnist[n_header:9])
     assert dec.result is not None  # every coded item is out: the header is popped and checked
     assert np.array_equal(dec.down_to(0), mnist[:9])
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.bbarc")), ids=lambda p: p.name)
+def test_the_chain_writes_the_golden_payloads_byte_for_byte(path):
+    """Encoding a golden archive's items again, with the model (and weights) it was written with, gives exactly its
+    payloads: the item codecs code as the chain always did."""
+    _, items, labels, _ = golden_inputs()[path.name.rsplit("-v", 1)[0]]
+    items = items.astype(items.dtype.newbyteorder("="))
+    with bbarc.open(path) as archive, ArchiveReader(path) as reader:
+        chunks = [(items[c.first_item : c.stop_item], c.index,
+                   {} if labels is None else {"labels": labels[c.first_item : c.stop_item]}) for c in reader.chunks]
+        assert encode_chunks(archive.model(), chunks) == [bytes(reader.read_chunk(c.index)) for c in reader.chunks]
+
+
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-hvae"])
+def test_damage_in_lockstep_decoding_names_the_damaged_chunk(model_id, mnist):
+    """Whether the damage shows as a pop that runs short or as a posterior push of a symbol of probability 0, the
+    error names the chunk, and only that chunk, among chunks decoded together."""
+    model = bound_model(model_id)
+    chunks = [(mnist[i * 5 : i * 5 + 5], i, {}) for i in range(3)]
+    payloads = encode_chunks(model, chunks)
+    for offset in range(12, len(payloads[1]) - 4, max(1, len(payloads[1]) // 40)):
+        damaged = bytearray(payloads[1])
+        damaged[offset] ^= 0x21
+        jobs = [(p, 5, i) for i, p in enumerate(payloads[:1] + [bytes(damaged)] + payloads[2:])]
+        with pytest.raises(CorruptArchiveError) as info:
+            decode_chunks(model, jobs, (28, 28), np.dtype(np.uint8))
+        assert info.value.chunk == 1
+
+
+def test_a_model_free_payload_must_hold_all_its_items_in_its_header():
+    model = bound_model("zstd")
+    payload = encode_chunk(model, np.arange(12.0).reshape(4, 3))
+    assert np.array_equal(decode_chunk(model, payload, 4, (3,), np.dtype(float))[0], np.arange(12.0).reshape(4, 3))
+    with pytest.raises(CorruptArchiveError, match="chunk 0: the payload codes 1 items but the model codes none"):
+        decode_chunk(model, struct.pack("<I", 3) + payload[4:], 4, (3,), np.dtype(float))
