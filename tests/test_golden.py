@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bbarc
-from tests.golden.make_golden import golden_inputs
+from tests.golden.make_golden import CASES_OF_VERSION, golden_inputs
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = golden_inputs()
@@ -28,7 +28,8 @@ def test_golden_archive_decodes(path, tmp_path):
 
 
 def test_every_golden_case_has_a_file():
-    assert {p.name.rsplit("-v", 1)[0] for p in GOLDEN.glob("*.bbarc")} == set(CASES)
+    for version, cases in CASES_OF_VERSION.items():
+        assert {p.name.rsplit("-v", 1)[0] for p in GOLDEN.glob(f"*-v{version}.bbarc")} == set(cases)
 
 
 def test_archives_of_earlier_weights_still_decode():
