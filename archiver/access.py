@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from bbarc.errors import CorruptArchiveError
+from bbarc.formats.layout2 import SCHEME_STORED
 from bbarc.formats.container import ArchiveReader
 
 from .chain import ChunkDecoder, decode_chunks
@@ -67,12 +68,22 @@ class ChunkCache:
                 self._whole.move_to_end(i)
             self._stats.cache_hits += len(found)
         todo = [i for i in dict.fromkeys(indices) if i not in found]
-        if todo:
-            entries = [self._reader.chunks[i] for i in todo]
-            payloads = [(self._reader.read_chunk(i), e.item_count, i) for i, e in zip(todo, entries)]
-            for i, decoded in zip(todo, decode_chunks(self._model(), payloads, self._item_shape, self._dtype)):
-                found[i] = self._keep(i, *decoded)
+        for stored in (True, False):  # dispatch on each chunk's coding scheme; stored chunks need no model
+            group = [i for i in todo if self._stored(i) == stored]
+            if group:
+                payloads = [(self._reader.read_chunk(i), self._reader.chunks[i].item_count, i) for i in group]
+                model = None if stored else self._model()
+                for i, decoded in zip(group, decode_chunks(model, payloads, self._item_shape, self._dtype)):
+                    found[i] = self._keep(i, *decoded)
         return [found[i] for i in indices]
+
+    def _stored(self, chunk: int) -> bool:
+        """Whether a chunk holds all its items in its seed header: format 2's "stored" scheme, or any chunk of a
+        model-free archive."""
+        entry = self._reader.chunks[chunk]
+        if entry.version >= 2:
+            return entry.scheme == SCHEME_STORED
+        return self._model().item_codec() is None
 
     def snapshot(self) -> DecodeStats:
         with self._lock:
@@ -105,9 +116,9 @@ class ChunkCache:
                 self._stats.cache_hits += 1
                 return self._whole[chunk].items[j].copy()
             tail = self._tails.pop(chunk, None)
-        model = self._model()
-        if model.item_codec() is None:  # the whole chunk sits in its header: nothing to decode part of the way
+        if self._stored(chunk):  # the whole chunk sits in its header: nothing to decode part of the way
             return self.chunks([chunk])[0].items[j].copy()
+        model = self._model()
         if tail is None:
             entry = self._reader.chunks[chunk]
             tail = _Tail(ChunkDecoder(model, self._reader.read_chunk(chunk), entry.item_count, self._item_shape,

@@ -147,8 +147,9 @@ def _damaged(chunk: int, why: str) -> CorruptArchiveError:
 @single_threaded
 def decode_chunks(model, payloads: list[tuple[bytes, int, int]], item_shape: tuple[int, ...],
                   dtype: np.dtype, progress=None) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Decode chunks ``(payload, item count, chunk index)`` in lockstep (see ``encode_chunks``)."""
-    codec = model.item_codec()
+    """Decode chunks ``(payload, item count, chunk index)`` in lockstep (see ``encode_chunks``). ``model`` None:
+    the chunks were stored whole in their headers (format 2's "stored" scheme), no model needed."""
+    codec = None if model is None else model.item_codec()
     lanes, chains = _decoders(codec, payloads, item_shape, dtype)
     try:
         while active := [c for c in chains if c.next >= c.n_header]:
@@ -196,7 +197,7 @@ class ChunkDecoder:
     def __init__(self, model, payload: bytes, n_items: int, item_shape: tuple[int, ...], dtype: np.dtype,
                  chunk: int = 0):
         self.item_shape, self.dtype = tuple(item_shape), np.dtype(dtype)
-        self._codec = model.item_codec()
+        self._codec = None if model is None else model.item_codec()
         self._lanes, (self._chain,) = _decoders(self._codec, [(payload, n_items, chunk)], item_shape, dtype)
         self._result = None
 

@@ -9,6 +9,7 @@ from bbarc.formats.container import ArchiveReader, ArchiveWriter
 from bbarc.errors import CorruptArchiveError, ModelError
 from bbarc.model import ItemSpec
 from bbarc.plugins.mnist_vae import MnistVAE
+from bbarc.plugins.weightfiles import WeightsFile
 from bbarc.plugins.zstd_model import ZstdModel
 from tests.helpers import cli
 
@@ -71,10 +72,9 @@ def test_truncated_archive_keeps_its_intact_chunks(archive, mnist):
 
 
 def test_missing_plugin_and_different_weights_exit_4(tmp_path, mnist, monkeypatch):
-    class Ghost(ZstdModel):  # a model value whose family no installed plugin provides
-        family = "ghost"
-
-    bbarc.compress(mnist[:5], tmp_path / "g.bbarc", model=Ghost(ItemSpec((28, 28), "uint8")))
+    # a model value whose family no installed plugin provides
+    bbarc.compress(mnist[:5], tmp_path / "g.bbarc", model=MnistVAE("ghost", WeightsFile.shipped("mnist-vae-2.npz"),
+                                                                   binary=False))
     run = cli("get", tmp_path / "g.bbarc", 0, "-o", tmp_path / "o.npy", check=False)
     assert run.returncode == 4 and "ghost" in run.stderr
     assert cli("info", tmp_path / "g.bbarc").returncode == 0  # metadata stays readable without the model
@@ -100,3 +100,17 @@ def test_failure_while_compressing_leaves_nothing(tmp_path, mnist, monkeypatch):
         bbarc.compress(binary, target, model="mnist-vae-binary", chunk_size=10)
     assert target.read_bytes() == b"previous content"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bbarc"]
+
+
+def test_stored_chunks_decode_without_their_model(tmp_path, mnist):
+    """Chunks coded with the model-free "stored" scheme need no model: an archive whose model is missing still
+    gives them back."""
+
+    class Ghost(ZstdModel):
+        family = "ghost-zstd"
+
+    bbarc.compress(mnist[:5], tmp_path / "g.bbarc", model=Ghost(ItemSpec((28, 28), "uint8")), chunk_size=2)
+    with bbarc.open(tmp_path / "g.bbarc") as a:
+        assert np.array_equal(a[3], mnist[3]) and np.array_equal(a[:], mnist[:5])
+        with pytest.raises(ModelError):
+            a.model()
