@@ -27,7 +27,7 @@ from .payload import raw_hash
 from .registry import default_registry, resolve
 
 ARCHIVE_VERSION = 2  # the container version new archives are written in (formats/SPEC.md)
-# Items per chunk unless asked: each chunk is one chain (~1,600 bits of overhead, 0.55 % of 256 MNIST images),
+# Items per chunk unless asked: each chunk is one chain with a fixed overhead (benchmarks/results/mnist_rates.txt),
 # and reading an item decodes the items after it in its chunk, so smaller chunks mean faster random access.
 DEFAULT_CHUNK = 256
 

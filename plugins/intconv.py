@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from bbarc.errors import ModelError
 from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float(1 << 15)
@@ -46,7 +47,7 @@ class Conv:
     def __post_init__(self):
         w = self.weight
         if np.abs(w).max() > WEIGHT_MAX or (w != np.round(w)).any() or w[0].size > MAX_FAN_IN:
-            raise ValueError("Conv weights must be integers below 2**15 with fan-in <= 1024 (exactness bound)")
+            raise ModelError("Conv weights must be integers below 2**15 with fan-in <= 1024 (exactness bound)")
 
     def accumulate(self, a: np.ndarray) -> np.ndarray:
         return conv2d(a, self.weight, self.bias, self.stride)
@@ -116,7 +117,7 @@ def _describe(op, prefix: str, arrays: dict) -> dict:
         return dict(op="relu")
     if isinstance(op, Shuffle):
         return dict(op="shuffle", r=op.r)
-    raise TypeError(f"cannot serialise {op!r}")
+    raise ModelError(f"cannot serialise {op!r}")
 
 
 def _build(desc: dict, prefix: str, arrays: dict):
@@ -131,7 +132,7 @@ def _build(desc: dict, prefix: str, arrays: dict):
         return Relu()
     if kind == "shuffle":
         return Shuffle(desc["r"])
-    raise ValueError(f"unknown op {kind!r} in weights file")
+    raise ModelError(f"unknown op {kind!r} in weights file")
 
 
 def save_nets(path: Path, nets: dict[str, IntConvNet], extra: dict[str, np.ndarray], config: dict) -> None:

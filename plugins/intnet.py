@@ -23,6 +23,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from bbarc.errors import CodingError, ModelError
 from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float((1 << 16) - 1)
@@ -95,7 +96,7 @@ class _Int8Layer:
         a = np.asarray(a)
         if not offset:
             if a.size and (a.min() < 0 or a.max() > INT8_IN_MAX):
-                raise ValueError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
+                raise CodingError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
             a = (a - 128).astype(np.int8)
         x = self.torch.from_numpy(a)
         hi, lo = self.torch._int_mm(x, self.hi).numpy(), self.torch._int_mm(x, self.lo).numpy()
@@ -118,13 +119,13 @@ class IntMLP:
     def __post_init__(self):
         for w, b in zip(self.weights, self.biases):
             if w.shape[1] > MAX_FAN_IN or np.abs(w).max() > WEIGHT_MAX or (w != np.round(w)).any():
-                raise ValueError("IntMLP weights must be integers below 2**15 with fan-in <= 1024 (exactness bound)")
+                raise ModelError("IntMLP weights must be integers below 2**15 with fan-in <= 1024 (exactness bound)")
             if (b != np.round(b)).any() or np.abs(b).max() >= 2.0**52:
-                raise ValueError("IntMLP biases must be integers below 2**52 (exactness bound)")
+                raise ModelError("IntMLP biases must be integers below 2**52 (exactness bound)")
         act_max = tuple(self.act_max) or (ACT_MAX,) * (len(self.weights) - 1)
         if (len(act_max) != len(self.weights) - 1 or any(a != int(a) or not 0 < a <= ACT_MAX for a in act_max)
                 or not (self.in_max == np.inf or self.in_max == int(self.in_max) >= 0)):
-            raise ValueError(f"IntMLP needs one integer activation clip in [1, {ACT_MAX:.0f}] per hidden layer and an "
+            raise ModelError(f"IntMLP needs one integer activation clip in [1, {ACT_MAX:.0f}] per hidden layer and an "
                              "integer (or infinite) input bound")
         object.__setattr__(self, "act_max", act_max)
         torch = _torch() if self.int8 else None
