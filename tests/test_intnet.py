@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from bbarc.plugins.intnet import IntMLP, load_weights
-from bbarc.plugins.weightfiles import load_model_weights
 
 
 def _reference(net: IntMLP, x: np.ndarray) -> np.ndarray:
@@ -24,7 +23,7 @@ def _without_int8(net: IntMLP) -> IntMLP:
 @pytest.mark.parametrize("weights", ["mnist-vae-2.npz", "mnist-vae-binary-2.npz"])
 def test_int8_layers_are_exact(weights, mnist):
     pytest.importorskip("torch")
-    _, nets, _, _ = load_model_weights("test", weights, load_weights)
+    _, nets, _, _ = load_weights(weights)
     enc, dec = nets["enc"], nets["dec"]
     assert enc.backends == ("int8",) * 3 and dec.backends == ("float64", "int8", "int8")
     top = 1 if "binary" in weights else 255
@@ -41,7 +40,7 @@ def test_int8_layers_are_exact(weights, mnist):
 
 
 def test_int8_only_where_inputs_and_weights_fit():
-    _, nets, _, _ = load_model_weights("test", "mnist-vae.npz", load_weights)  # v1: 15-bit weights, 16-bit acts
+    _, nets, _, _ = load_weights("mnist-vae.npz")  # v1: 15-bit weights, 16-bit acts
     assert set(nets["enc"].backends) == set(nets["dec"].backends) == {"float64"}
     pytest.importorskip("torch")
     w = np.full((2, 4), 16383.0)
@@ -57,11 +56,12 @@ def test_archives_are_the_same_bytes_without_torch(monkeypatch, mnist):
     import bbarc.plugins.intnet as intnet
     from bbarc.chain import decode_chunk, encode_chunk
     from bbarc.plugins.mnist_vae import MnistVAE
+    from bbarc.plugins.weightfiles import WeightsFile
 
-    fast = MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False)
+    fast = MnistVAE("mnist-vae", WeightsFile.shipped("mnist-vae-2.npz"), binary=False)
     payload = encode_chunk(fast, mnist[:6])
     monkeypatch.setattr(intnet, "_torch", lambda: None)
-    slow = MnistVAE("mnist-vae", "mnist-vae-2.npz", binary=False)
+    slow = MnistVAE("mnist-vae", WeightsFile.shipped("mnist-vae-2.npz"), binary=False)
     assert set(slow._nets[0]["dec"].backends) == {"float64"}
     assert encode_chunk(slow, mnist[:6]) == payload
     assert np.array_equal(decode_chunk(slow, payload, 6, (28, 28), np.dtype(np.uint8))[0], mnist[:6])
