@@ -1,4 +1,4 @@
-"""Train ``mnist-hvae`` (2 CPU cores: about an hour; a GPU is used when present).
+"""Train ``mnist-hvae`` on MNIST (a GPU is used when present; times: README "Training the built-in models").
 
     python -m bbarc.plugins.training.train_hvae --data DIR --out build/train/mnist-hvae.pt --minutes 60
 
