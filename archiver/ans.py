@@ -1,8 +1,12 @@
 """A stack (LIFO) rANS coder: 64-bit head, 32-bit words, exact integer arithmetic.
 
-``AnsStack`` is the mutable message; codecs (``bbarc.codecs``) are immutable values that push symbols onto it
-and pop them off. Popping more information than was ever pushed raises ``CodingError`` instead of inventing
-bits: bits-back coding must start from real "clean bits" (the chunk header, see ``bbarc.chain``).
+``AnsLanes`` holds several independent messages (lanes); codecs (``bbarc.codecs``) are immutable values that push
+symbols onto lanes and pop them off. Popping more information than was ever pushed fails (the lane's status says
+where) instead of inventing bits: bits-back coding must start from real "clean bits" (the chunk's seed header,
+see ``bbarc.chain``).
+
+A message is serialised as its head (two little-endian 32-bit words, low first) followed by its words from the top
+of the stack down; a fresh message (nothing pushed) is the head ``kernels.HEAD_LOW`` and no words.
 """
 from __future__ import annotations
 
@@ -12,9 +16,7 @@ import numpy as np
 
 from bbarc.errors import CodingError, CorruptArchiveError
 
-from . import kernels
-
-_LOW = 1 << 32
+from .kernels import HEAD_LOW
 
 
 class AnsLanes:
@@ -26,20 +28,14 @@ class AnsLanes:
 
     def __init__(self, count: int, capacity: int = 1024):
         self.states = np.zeros((count, 2), dtype=np.uint64)
-        self.states[:, 0] = _LOW
+        self.states[:, 0] = HEAD_LOW
         self.bufs = np.empty((count, max(capacity, 16)), dtype=np.uint32)
 
     def __len__(self) -> int:
         return len(self.states)
 
-    def stack(self, lane: int) -> "AnsStack":
-        """Message ``lane`` as an ``AnsStack`` (sharing this storage), for codecs that code one message."""
-        stack = object.__new__(AnsStack)
-        stack._lanes, stack._lane = self, lane
-        return stack
-
     def reset(self, lane: int) -> None:
-        self.states[lane] = (_LOW, 0)
+        self.states[lane] = (HEAD_LOW, 0)
 
     def reserve(self, words: int, lanes=slice(None)) -> None:
         """Room for ``words`` more words in each of ``lanes`` (all lanes grow together: one array)."""
@@ -66,9 +62,30 @@ class AnsLanes:
         kernel(self.states, self.bufs, lanes, out, *args, status)
         return status
 
+    # -- one lane: inspection and serialisation ------------------------------------------------------------
+    def head(self, lane: int) -> int:
+        return int(self.states[lane, 0])
+
+    def word_count(self, lane: int) -> int:
+        return int(self.states[lane, 1])
+
+    def is_empty(self, lane: int) -> bool:
+        """True for a fresh message: nothing was pushed, or everything pushed was popped again."""
+        return self.head(lane) == HEAD_LOW and self.word_count(lane) == 0
+
+    def info_bits(self, lane: int) -> float:
+        """How much information message ``lane`` holds (a fresh message holds none)."""
+        return math.log2(self.head(lane)) - 32 + 32 * self.word_count(lane)
+
+    def message(self, lane: int) -> bytes:
+        """Message ``lane`` serialised (see the module docstring); ``from_messages`` reads it back."""
+        head = self.head(lane)
+        words = np.array([head & 0xFFFFFFFF, head >> 32], dtype="<u4")
+        return words.tobytes() + self.bufs[lane, : self.word_count(lane)][::-1].astype("<u4").tobytes()
+
     @classmethod
     def from_messages(cls, messages: list[bytes]) -> "AnsLanes":
-        """Lanes holding the messages written by ``AnsStack.to_bytes``, in order."""
+        """Lanes holding the serialised ``messages``, in order; CorruptArchiveError if one is not a message."""
         words = [message_words(m) for m in messages]
         lanes = cls(len(messages), max((len(w) for w in words), default=0))
         for j, w in enumerate(words):
@@ -78,84 +95,17 @@ class AnsLanes:
 
 
 def message_words(data: bytes) -> np.ndarray:
-    """The 32-bit words of a message written by ``AnsStack.to_bytes``, checked; CorruptArchiveError if not one."""
+    """The 32-bit words of a serialised message, checked; CorruptArchiveError if it is not one."""
     if len(data) < 8 or len(data) % 4:
         raise CorruptArchiveError(f"an ANS message must be 8 + 4k bytes long, got {len(data)} bytes")
     words = np.frombuffer(data, dtype="<u4")
-    if (int(words[0]) | (int(words[1]) << 32)) < _LOW:
+    if (int(words[0]) | (int(words[1]) << 32)) < HEAD_LOW:
         raise CorruptArchiveError("the ANS message's head is below its lower bound: the data is damaged")
     return words
-
-
-class AnsStack:
-    """The rANS message (one lane of an ``AnsLanes``). ``info_bits`` tracks how much information it holds (used
-    for cost accounting)."""
-
-    __slots__ = ("_lanes", "_lane")
-
-    def __init__(self, capacity: int = 1024):
-        self._lanes, self._lane = AnsLanes(1, capacity), 0
-
-    @property
-    def _state(self) -> np.ndarray:
-        return self._lanes.states[self._lane]
-
-    @property
-    def _buf(self) -> np.ndarray:
-        return self._lanes.bufs[self._lane]
-
-    # -- low level, used by codecs -----------------------------------------------------------------------
-    def reserve(self, words: int) -> None:
-        self._lanes.reserve(words, [self._lane])
-
-    def run_push(self, kernel, n: int, *args) -> None:
-        self.reserve(n)  # each pushed symbol emits at most one word
-        failed = kernel(self._state, self._buf, *args)
-        if failed >= 0:
-            raise_unpushable(failed, n)
-
-    def run_pop(self, kernel, out: np.ndarray, *args) -> np.ndarray:
-        failed = kernel(self._state, self._buf, out, *args)
-        if failed >= 0:
-            raise_unpoppable(failed, len(out))
-        return out
-
-    # -- inspection and serialisation --------------------------------------------------------------------
-    @property
-    def head(self) -> int:
-        return int(self._state[0])
-
-    @property
-    def word_count(self) -> int:
-        return int(self._state[1])
-
-    @property
-    def is_empty(self) -> bool:
-        """True for a fresh stack: nothing was pushed, or everything pushed was popped again."""
-        return self.head == _LOW and self.word_count == 0
-
-    @property
-    def info_bits(self) -> float:
-        return math.log2(self.head) - 32 + 32 * self.word_count
-
-    def to_bytes(self) -> bytes:
-        head = np.array([self.head & 0xFFFFFFFF, self.head >> 32], dtype="<u4")
-        return head.tobytes() + self._buf[: self.word_count][::-1].astype("<u4").tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "AnsStack":
-        return AnsLanes.from_messages([data]).stack(0)
 
 
 def raise_unpushable(symbol: int, n: int):
     raise CodingError(
         f"symbol {symbol} of {n} has probability 0 under its codec and cannot be coded (a model that "
         "returns a floor-less codec for data it has not seen, or damaged data)"
-    )
-
-
-def raise_unpoppable(symbol: int, n: int):
-    raise CodingError(
-        f"the ANS stack ran out of bits while popping symbol {symbol} of {n}: the chain needs more "
-        "initial bits (a longer seed) or the data was not produced by the matching push"
     )

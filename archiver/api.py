@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import operator
-import threading
-from collections import OrderedDict
+import time
 from concurrent.futures import Executor
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 
 import numpy as np
 
 from bbarc.formats.container import ArchiveReader
-from bbarc.errors import CorruptArchiveError, ModelError, UsageError
+from bbarc.errors import BbarcError, CorruptArchiveError, ModelError, UsageError
+from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
 from bbarc.formats.outputs import open_sink
 
-from .chain import ChunkDecoder, decode_chunks
-from .pipeline import FORMAT_NAME, auto_lockstep, codec_parameters, in_order, process_pool, raw_hash
+from .access import ChunkCache, DecodedChunk, DecodeStats
+from .execution import auto_lockstep, lockstep_groups, run_ordered
+from .chain import codec_parameters
 from .metadata import ArchiveMetadata
 from .registry import model_from_config
 
@@ -28,36 +29,51 @@ class ChunkReport:
     error: str | None
 
 
-class Archive:
-    """A bbarc archive opened for reading. ``len(a)``, ``a[i]``, ``a[i:j]``, ``a.chunk(k)``, ``a.metadata``.
+@dataclass(frozen=True)
+class DecompressResult:
+    """What ``decompress`` (and ``Archive.extract``) wrote."""
 
-    Decoding touches only the chunks an access needs; the most recently decoded chunks are cached. Safe to share
-    between threads. The model is loaded on first decode, and must have the weights the archive was written with.
+    archive: str
+    output: str
+    items: int
+    chunks: int
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return dict(archive=self.archive, output=self.output, items=self.items, chunks=self.chunks,
+                    seconds=round(self.seconds, 3))
+
+
+class Archive:
+    """A bbarc archive opened for reading. ``len(a)``, ``a[i]``, ``a[i:j:k]``, ``a.chunk(k)``, ``a.metadata``.
+
+    Decoding touches only the chunks an access needs; the ``cache_chunks`` most recently decoded chunks are
+    cached (``bbarc.access.ChunkCache``; ``a.stats`` counts the decoding done). Safe to share between threads.
+    The model is loaded on first decode, and must have the weights the archive was written with.
     """
 
     def __init__(self, path, cache_chunks: int = 2, recover: bool = False):
+        if not isinstance(cache_chunks, int) or cache_chunks < 0:
+            raise UsageError(f"cache_chunks must be an integer >= 0, got {cache_chunks!r}")
         self._args = (str(path), cache_chunks, recover)
         self.path = str(path)
         self._reader = ArchiveReader(path, recover=recover)
-        meta = self._reader.metadata
-        if meta.get("format") != FORMAT_NAME:
-            raise CorruptArchiveError(f"{self.path}: the container holds no bbarc dataset metadata")
-        self.item_shape = tuple(meta["item_shape"])
-        self.dtype = np.dtype(meta["item_dtype"])
-        self._cache: OrderedDict[int, tuple[np.ndarray, dict]] = OrderedDict()
-        self._cache_size = cache_chunks
-        self._tails: OrderedDict[int, ChunkDecoder] = OrderedDict()  # chunks decoded part of the way (random access)
-        self._lock = threading.Lock()
+        try:
+            self.metadata = ArchiveMetadata.from_json(self._reader.metadata, self._reader.version)
+        except CorruptArchiveError as exc:
+            self._reader.close()
+            raise CorruptArchiveError(f"{self.path}: {exc}") from None
+        self.item_shape, self.dtype = self.metadata.item_shape, self.metadata.dtype
+        check_chunks(self._reader, self.metadata, self.path)
+        # Chunks decoded together by reads and extraction (bounded memory, shared network calls).
+        self._lockstep = auto_lockstep(self.metadata.chunk_size, self.metadata.item_spec.item_bytes)
+        self._cache = ChunkCache(self._reader, self.model, self.item_shape, self.dtype, cache_chunks, self.path)
         self._model = None
 
-    # -- metadata ------------------------------------------------------------------------------------------
-    @property
-    def metadata(self) -> dict:
-        return self._reader.metadata
-
+    # -- metadata (``self.metadata``: a typed ``bbarc.metadata.ArchiveMetadata``) --------------------------
     @property
     def model_id(self) -> str:
-        return self.metadata["model"]["id"]
+        return self.metadata.model.id
 
     @property
     def chunk_count(self) -> int:
@@ -71,100 +87,41 @@ class Archive:
     def shape(self) -> tuple[int, ...]:
         return (len(self), *self.item_shape)
 
+    @property
+    def stats(self) -> DecodeStats:
+        """The decoding done since opening (whole chunks, items, cache hits), as a snapshot."""
+        return self._cache.snapshot()
+
     def __len__(self) -> int:
         return self._reader.item_count
 
     def model(self):
-        """The plugin model this archive needs, checked against the recorded weights hash and codec scheme."""
+        """The plugin model this archive needs (see ``archive_model``), loaded once."""
         if self._model is None:
-            meta = ArchiveMetadata.from_json(self.metadata, self._reader.version)
-            try:
-                model = model_from_config(meta.model.config)
-            except ModelError as exc:
-                raise ModelError(f"{self.path} was written by {meta.model.distribution} {meta.model.version}: {exc}")
-            ours, theirs = codec_parameters(), self.metadata["codec"]
-            if ours != theirs:
-                diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-                raise UsageError(f"{self.path} uses coding parameters this bbarc does not implement ({', '.join(diff)})")
-            self._model = model
+            self._model = archive_model(self.metadata, self.path)
         return self._model
 
     # -- decoding ------------------------------------------------------------------------------------------
-    def _decode(self, index: int) -> tuple[np.ndarray, dict]:
-        return self._decode_many([index])[0]
-
-    def _decode_many(self, indices: list[int]) -> list[tuple[np.ndarray, dict]]:
-        """Decode chunks together (lockstep, sharing network calls), using and filling the cache."""
-        with self._lock:
-            cached = {i: self._cache[i] for i in indices if i in self._cache}
-            for i in cached:
-                self._cache.move_to_end(i)
-        todo = [i for i in dict.fromkeys(indices) if i not in cached]
-        if todo:
-            entries = [self._reader.chunks[i] for i in todo]
-            payloads = [(self._reader.read_chunk(i), e.item_count, i) for i, e in zip(todo, entries)]
-            for i, decoded in zip(todo, decode_chunks(self.model(), payloads, self.item_shape, self.dtype)):
-                cached[i] = self._keep(i, decoded)
-        return [cached[i] for i in indices]
-
-    def _keep(self, index: int, decoded: tuple[np.ndarray, dict]) -> tuple[np.ndarray, dict]:
-        """Check a whole decoded chunk against the raw-content hash recorded at compression, then cache it."""
-        items, side = decoded
-        expected = self._reader.chunks[index].raw_hash
-        if expected and raw_hash(items) != expected:
-            raise CorruptArchiveError(
-                f"{self.path}: chunk {index} decodes to content whose hash differs from the one recorded", chunk=index
-            )
-        items.setflags(write=False)
-        with self._lock:
-            self._tails.pop(index, None)
-            self._cache[index] = (items, side)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return items, side
-
-    def _item(self, chunk: int, j: int) -> np.ndarray:
-        """Item j of a chunk: from the cache, or decoding only the chunk's items after it (chain.ChunkDecoder),
-        resuming a partly decoded chunk; a chunk decoded to its start is checked and cached like any other."""
-        with self._lock:
-            if chunk in self._cache:
-                self._cache.move_to_end(chunk)
-                return self._cache[chunk][0][j].copy()
-            decoder = self._tails.pop(chunk, None)
-        if self.model().item_codec() is None:
-            return self.chunk(chunk)[j].copy()
-        if decoder is None:
-            entry = self._reader.chunks[chunk]
-            decoder = ChunkDecoder(self.model(), self._reader.read_chunk(chunk), entry.item_count, self.item_shape,
-                                   self.dtype, chunk=chunk)
-        item = decoder.down_to(j)[0].copy()
-        if decoder.result is not None:
-            self._keep(chunk, decoder.result)
-        elif self._cache_size:
-            with self._lock:
-                self._tails[chunk] = decoder
-                while len(self._tails) > self._cache_size:
-                    self._tails.popitem(last=False)
-        return item
+    def decode_chunks(self, indices) -> list[DecodedChunk]:
+        """Chunks ``indices`` decoded together (in lockstep, sharing network calls), each as ``(items, side)``;
+        cached ones are not decoded again. The caller bounds how many: their items all sit in memory."""
+        indices = [self._chunk_index(i) for i in indices]
+        return self._cache.chunks(indices)
 
     def chunk(self, index: int) -> np.ndarray:
         """All items of chunk ``index`` (read-only array)."""
-        index = operator.index(index)
-        if not 0 <= index < self.chunk_count:
-            raise UsageError(f"chunk {index} does not exist: {self.path} has chunks 0..{self.chunk_count - 1}")
-        return self._decode(index)[0]
+        return self.decode_chunks([index])[0].items
 
     def side(self, index: int) -> dict[str, np.ndarray]:
-        """Side data (e.g. ``labels``) stored in chunk ``index``'s header."""
-        self.chunk(index)
-        return self._decode(index)[1]
+        """Side data (e.g. ``labels``) of chunk ``index``: read from the record (format v2) without decoding the
+        chain, or, in v1 archives, from the chunk's seed header."""
+        if self._reader.version >= 2:
+            return self._reader.read_side(self._chunk_index(index))
+        return self.decode_chunks([index])[0].side
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, slice):
-            start, stop, step = key.indices(len(self))
-            if step != 1:
-                return self[start:stop][::step].copy() if start < stop else np.empty((0, *self.item_shape), self.dtype)
-            return self.read(start, stop)
+            return self._cache.take(range(*key.indices(len(self))), self._lockstep)
         try:
             i = operator.index(key)
         except TypeError:
@@ -174,64 +131,50 @@ class Archive:
         if not 0 <= i < len(self):
             raise UsageError(f"item {key} is out of range: {self.path} holds {len(self)} items")
         c = self._reader.chunk_for_item(i)
-        return self._item(c, i - self._reader.chunks[c].first_item)
+        return self._cache.item(c, i - self._reader.chunks[c].first_item)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Items [start, stop), decoding only the chunks that hold them."""
         if not 0 <= start <= stop <= len(self):
             raise UsageError(f"range [{start}, {stop}) is outside {self.path}, which holds {len(self)} items")
-        out = np.empty((stop - start, *self.item_shape), self.dtype)
-        if start == stop:
-            return out
-        first, last = self._reader.chunk_for_item(start), self._reader.chunk_for_item(stop - 1)
-        for c, (items, _) in zip(range(first, last + 1), self._decode_many(list(range(first, last + 1)))):
-            entry = self._reader.chunks[c]
-            lo, hi = max(start, entry.first_item), min(stop, entry.first_item + entry.item_count)
-            out[lo - start : hi - start] = items[lo - entry.first_item : hi - entry.first_item]
-        return out
+        return self._cache.take(range(start, stop), self._lockstep)
 
     def __iter__(self):
         for c in range(self.chunk_count):
             yield from self.chunk(c)
 
+    def _chunk_index(self, index) -> int:
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise UsageError(f"chunk indices are integers, not {type(index).__name__}") from None
+        if not 0 <= i < self.chunk_count:
+            raise UsageError(f"chunk {index} does not exist: {self.path} has chunks 0..{self.chunk_count - 1}")
+        return i
+
     # -- whole-archive operations --------------------------------------------------------------------------
     def verify(self, deep: bool = False, progress=None) -> list[ChunkReport]:
-        """Check every chunk's checksum; with ``deep`` also decode it and compare the raw-content hash."""
+        """Check every chunk's checksum; with ``deep`` also decode it and compare the raw-content hash.
+        ``progress(advance_items, total_items)``: optional callback."""
         reports = []
         for (index, error), entry in zip(self._reader.verify(), self._reader.chunks):
             if error is None and deep:
                 try:
-                    self._decode(index)
+                    self.decode_chunks([index])
                 except CorruptArchiveError as exc:
                     error = str(exc)
             reports.append(ChunkReport(index, entry.first_item, entry.item_count, error))
             if progress:
-                progress(entry.item_count)
+                progress(entry.item_count, len(self))
         return reports
 
     def extract(self, output, dataset: str | None = None, progress=None, workers: int = 1,
-                executor: Executor | None = None, lockstep: int | None = None) -> None:
+                executor: Executor | None = None, lockstep: int | None = None) -> DecompressResult:
         """Decode everything into ``output`` (.npy, or HDF5 with ``file.h5:/key``); atomic like compression.
-        ``workers``/``executor`` decode chunks in parallel (as in ``compress``); this process writes in order."""
-        stored = np.dtype(self.metadata.get("source_dtype", self.dtype))
-        with ExitStack() as resources:
-            sink = resources.enter_context(open_sink(output, self.shape, stored, dataset=dataset))
-            pool = executor or (resources.enter_context(process_pool(workers)) if workers > 1 else None)
-            item_bytes = int(np.prod(self.item_shape, dtype=np.int64)) * self.dtype.itemsize
-            lockstep = lockstep or auto_lockstep(self.metadata["chunk_size"], item_bytes)
-            groups = [list(range(c, min(c + lockstep, self.chunk_count))) for c in range(0, self.chunk_count, lockstep)]
-            if pool is None:
-                decoded = ((g, None, [items for items, _ in self._decode_many(g)]) for g in groups)
-            else:
-                self.model()  # fail here, before any work, if the model or its weights are wrong
-                decoded = in_order(pool, ((g, None, (decode_job, self._args, g)) for g in groups), 2 * max(workers, 2))
-            for group, _, chunks in decoded:
-                for c, items in zip(group, chunks):
-                    entry = self._reader.chunks[c]
-                    sink.write(entry.first_item, items)
-                    if progress:
-                        progress(entry.item_count)
-            sink.close()
+        ``workers``/``executor``/``lockstep``/``progress(advance_items, total_items)`` as in ``compress``: chunks
+        are decoded in parallel, and this process writes them in order."""
+        return extract(self, output, dataset=dataset, progress=progress, workers=workers, executor=executor,
+                       lockstep=lockstep)
 
     def close(self) -> None:
         self._reader.close()
@@ -252,25 +195,79 @@ class Archive:
         return f"Archive({self.path!r}, items={len(self)}, chunks={self.chunk_count}, model={self.model_id!r})"
 
 
+CHUNK_SCHEMES = (SCHEME_BITS_BACK, SCHEME_STORED)
+
+
+def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> None:
+    """Validate the index against the metadata at open, so that no access meets a chunk this bbarc cannot
+    decode: every chunk's coding scheme is one this bbarc implements and its items have the archive's shape."""
+    try:
+        for entry in reader.chunks:
+            if entry.version >= 2 and entry.scheme not in CHUNK_SCHEMES:
+                raise UsageError(f"{path}: chunk {entry.index} is coded with scheme {entry.scheme!r}, which this bbarc "
+                                 f"does not implement ({', '.join(CHUNK_SCHEMES)}); a newer bbarc may read it")
+            if entry.version >= 2 and any(run.shape != meta.item_shape for run in entry.shapes):
+                raise CorruptArchiveError(f"{path}: chunk {entry.index} holds items of another shape than the "
+                                          f"archive's {meta.item_shape}")
+    except BbarcError:
+        reader.close()
+        raise
+
+
+def archive_model(meta: ArchiveMetadata, path: str):
+    """The model an archive needs, rebuilt from its recorded config, once its coding scheme is checked."""
+    meta.coding.check_supported(codec_parameters(), path)
+    try:
+        return model_from_config(meta.model.config)
+    except ModelError as exc:
+        raise ModelError(f"{path} was written by {meta.model.distribution} {meta.model.version}: {exc}") from None
+
+
+def extract(archive: Archive, output, dataset: str | None = None, progress=None, workers: int = 1,
+            executor: Executor | None = None, lockstep: int | None = None) -> DecompressResult:
+    """``Archive.extract``: one lockstep group of chunks at a time, decoded here or by workers
+    (``execution.run_ordered``, shared with compression), written in order by this process."""
+    started = time.perf_counter()
+    stored = archive.metadata.source_dtype
+    if workers > 1 or executor is not None:
+        archive.model()  # fail here, before any work, if the model or its weights are wrong
+    with ExitStack() as resources:
+        sink = resources.enter_context(open_sink(output, archive.shape, stored, dataset=dataset))
+        decoded = resources.enter_context(closing(run_ordered(
+            lockstep_groups(range(archive.chunk_count), archive._lockstep if lockstep is None else lockstep),
+            local=lambda group, tick: [items for items, _ in archive.decode_chunks(group)],
+            remote=lambda group: (decode_job, archive._args, group),
+            size=lambda group: sum(archive.chunks[c].item_count for c in group),
+            workers=workers, executor=executor, progress=(lambda k: progress(k, len(archive))) if progress else None,
+        )))
+        for group, chunks in decoded:
+            for c, items in zip(group, chunks):
+                sink.write(archive.chunks[c].first_item, items)
+        sink.close()
+    return DecompressResult(archive.path, str(output), len(archive), archive.chunk_count, time.perf_counter() - started)
+
+
 def decode_job(archive_args: tuple, indices: list[int]) -> list[np.ndarray]:
     """A group of chunks, in a worker process: each worker keeps its own open archive."""
     archive = _worker_archives.get(archive_args)
     if archive is None:
         path, _, recover = archive_args
         archive = _worker_archives[archive_args] = Archive(path, cache_chunks=0, recover=recover)
-    return [items for items, _ in archive._decode_many(indices)]
+    return [items for items, _ in archive.decode_chunks(indices)]
 
 
 _worker_archives: dict[tuple, Archive] = {}
 
 
 def open(path, cache_chunks: int = 2, recover: bool = False) -> Archive:  # noqa: A001 - mirrors builtins.open
-    """Open an archive for random access."""
+    """Open an archive for random access (close it, or use ``with``)."""
     return Archive(path, cache_chunks=cache_chunks, recover=recover)
 
 
 def decompress(archive_path, output, dataset: str | None = None, progress=None, workers: int = 1,
-               executor: Executor | None = None) -> Archive:
+               executor: Executor | None = None, lockstep: int | None = None) -> DecompressResult:
+    """Decode the whole archive ``archive_path`` into ``output`` (see ``Archive.extract``); the archive is closed
+    again when this returns, so the result says what was written, not an open ``Archive``."""
     with open(archive_path) as archive:
-        archive.extract(output, dataset=dataset, progress=progress, workers=workers, executor=executor)
-        return archive
+        return archive.extract(output, dataset=dataset, progress=progress, workers=workers, executor=executor,
+                               lockstep=lockstep)

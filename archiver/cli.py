@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 other failure, 2 usage error / bad input, 3 corrupt archive,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from importlib.resources import files
@@ -20,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbarc.errors import BbarcError, CorruptArchiveError, UsageError
+from bbarc.formats.atomic import publish, remove_quietly, temp_path_for
 
 from . import api, pipeline, registry
 from .pipeline import DEFAULT_CHUNK
@@ -90,16 +92,16 @@ def info(archive: Path, as_json: bool = typer.Option(False, "--json")):
     """Show an archive's metadata and chunk index."""
     with api.open(archive) as a:
         chunks = [dict(index=c.index, first_item=c.first_item, items=c.item_count, bytes=c.length) for c in a.chunks]
-        data = dict(path=str(archive), bytes=archive.stat().st_size, metadata=a.metadata, chunks=chunks)
-        dims = len(a) * int(np.prod(a.item_shape))
-        data["bits_per_dim"] = round(8 * data["bytes"] / dims, 5)
+        m = a.metadata
+        size = archive.stat().st_size
+        data = dict(path=str(archive), bytes=size, metadata=m.raw, chunks=chunks,
+                    bits_per_dim=round(m.bits_per_dim(size), 5))
     if as_json:
         return emit(data, True, "")
-    m = data["metadata"]
-    out.print(f"[bold]{archive}[/bold]: {len(chunks)} chunks, {m['item_count']} items of {tuple(m['item_shape'])} "
-              f"{np.dtype(m['item_dtype'])}, {data['bytes']} bytes = {data['bits_per_dim']:.4f} bits/dim")
-    out.print(f"model {m['model']['id']} ({m['model']['distribution']} {m['model']['version']}, weights sha256 "
-              f"{m['model']['weights_sha256'][:16]}…), written by {m['writer']} from {m['source']}")
+    out.print(f"[bold]{escape(str(archive))}[/bold]: {len(chunks)} chunks, {m.item_count} items of {m.item_shape} "
+              f"{m.dtype}, {size} bytes = {data['bits_per_dim']:.4f} bits/dim")
+    out.print(escape(f"model {m.model.id} ({m.model.distribution} {m.model.version}, weights sha256 "
+                     f"{m.model.weights_sha256[:16]}…), written by {m.writer} from {m.source}"))
 
 
 @app.command()
@@ -111,8 +113,24 @@ def get(
     """Decode one item or a range of items (only the chunks holding them)."""
     with api.open(archive) as a:
         items = a[_parse_selector(selector)]
-    np.save(output, items)
+    _save_npy(output, items)
     err.print(f"wrote {output} {items.shape} {items.dtype}")
+
+
+def _save_npy(path: Path, items: np.ndarray) -> None:
+    """``np.save`` (which adds ``.npy`` to a name without it), written to a temp file and renamed, so that a
+    failure never leaves half a file under the real name (as every other writer of bbarc)."""
+    target = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
+    temp = temp_path_for(target)
+    try:
+        with open(temp, "xb") as f:
+            np.save(f, items)
+            f.flush()
+            os.fsync(f.fileno())
+        publish(temp, target)
+    except BaseException:
+        remove_quietly(temp)
+        raise
 
 
 def _parse_selector(text: str):
@@ -148,10 +166,12 @@ def verify(
 def models(as_json: bool = typer.Option(False, "--json")):
     """List installed model plugins."""
     reg = registry.default_registry()
+    plugins = reg.list_plugins()
+    hooks = {p["name"]: p["hooks"] for p in plugins}
     rows = [dict(id=e.id, plugin=e.plugin, distribution=e.distribution, version=e.version,
-                 description=e.family.description) for e in reg.entries.values()]
+                 hooks=hooks.get(e.plugin, []), description=e.family.description) for e in reg.entries.values()]
     if as_json:
-        return emit(dict(models=rows, plugins=reg.list_plugins()), True, "")
+        return emit(dict(models=rows, plugins=plugins), True, "")
     table = Table("model", "plugin", "distribution", "version", "description")
     for r in rows:
         table.add_row(r["id"], r["plugin"], r["distribution"], r["version"], r["description"])

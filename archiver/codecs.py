@@ -1,13 +1,16 @@
-"""Codecs: small immutable values that push symbols onto an ``AnsStack`` and pop them off again.
+"""Codecs: immutable values that push symbols onto the lanes of an ``AnsLanes`` and pop them off again.
 
-Every codec's frequencies are integers derived with integer arithmetic (``bbarc.fixedpoint``), so a decoder
-always rebuilds exactly the frequencies the encoder used. Symbols are int64 arrays; ``pop`` returns as many
-symbols as the codec describes (its length), in the order they were pushed.
+``Codec`` is the protocol every codec follows; it codes many lanes (independent ANS messages) in one call, so one
+network call and one kernel call serve every chunk coded in lockstep. The primitive codecs here have integer
+frequencies derived with integer arithmetic (``bbarc.fixedpoint``), so a decoder always rebuilds exactly the
+frequencies the encoder used. ``serial``, ``repeat`` and ``Mapped`` build codecs from codecs; ``bbarc.bitsback``
+adds the bits-back step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -15,20 +18,40 @@ from bbarc.errors import CodingError
 
 from . import fixedpoint as fp
 from . import kernels
-from .ans import AnsLanes, AnsStack
+from .ans import AnsLanes, raise_unpushable
 
 MAX_PRECISION = 22  # categorical tables; mixtures allow more when they have few components (max_precision)
+
+
+class Codec(Protocol):
+    """A codec codes one block of symbols per lane, on many lanes at once.
+
+    ``ids``: int64 array of distinct lane indices into ``lanes``. ``symbols`` has one entry per lane along its
+    leading axis, ``symbols[p]`` for lane ``ids[p]``: int64 (len(ids), n) for the primitive codecs here, a tuple of
+    the parts' symbols for ``serial``, (len(ids), n, ...) for ``repeat``, the items themselves (len(ids),
+    *item_shape) for a model's item codec (``bbarc.bitsback``).
+
+    ``status`` (int64, one per lane): -1 where the lane was coded; otherwise the index, within the part of the codec
+    that failed first, of the symbol whose pop found too few bits. Such a lane is left part-coded and the caller
+    discards it (the chain restarts it on a longer seed); the other lanes are coded exactly as if it were not
+    there. A push fails this way only through the pops inside it (bits-back pops before it pushes). A symbol of
+    probability 0 is not a lane status but a CodingError: pushed, it is data the model cannot code; pushed back
+    while popping, it means the message was not written by this codec.
+    """
+
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
+        """Push ``symbols[p]`` onto lane ``ids[p]``; returns the status."""
+        ...
+
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Pop what ``push_lanes`` pushed off each lane in ``ids``: (symbols, status). The symbols of a failed
+        lane are meaningless; a bits-back codec returns None for the symbols when every lane failed."""
+        ...
 
 
 def max_precision(components: int) -> int:
     """Largest precision keeping the mixture CDF's products below 2**62: K * 2**(12 + 24) * 2**prec."""
     return 26 - int(np.ceil(np.log2(max(components, 1))))
-
-
-def _in_range(arr: np.ndarray, limit: int) -> np.ndarray:
-    if arr.size and (arr.min() < 0 or arr.max() >= limit):
-        raise CodingError(f"symbols must lie in [0, {limit}), got values in [{arr.min()}, {arr.max()}]")
-    return arr
 
 
 def _lane_width(rows: int, ids: np.ndarray) -> int:
@@ -41,19 +64,21 @@ def _lane_symbols(symbols, lanes: int, n: int, limit: int) -> np.ndarray:
     arr = np.ascontiguousarray(symbols, dtype=np.int64)
     if arr.shape != (lanes, n):
         raise CodingError(f"expected symbols of shape ({lanes}, {n}) for {lanes} lanes, got {arr.shape}")
-    return _in_range(arr, limit)
+    if arr.size and (arr.min() < 0 or arr.max() >= limit):
+        raise CodingError(f"symbols must lie in [0, {limit}), got values in [{arr.min()}, {arr.max()}]")
+    return arr
 
 
-def _symbols(symbols, n: int | None, limit: int) -> np.ndarray:
-    arr = np.ascontiguousarray(symbols, dtype=np.int64).reshape(-1)
-    if n is not None and len(arr) != n:
-        raise CodingError(f"this codec codes {n} symbols, got {len(arr)}")
-    return _in_range(arr, limit)
+def _pushed(status: np.ndarray, n: int) -> np.ndarray:
+    """The status of a primitive push: a kernel's failure there is a symbol of probability 0 (see ``Codec``)."""
+    if (status >= 0).any():
+        raise_unpushable(int(status[status >= 0][0]), n)
+    return status
 
 
 @dataclass(frozen=True)
 class Uniform:
-    """``n`` symbols, each uniform over [0, 2**bits)."""
+    """``n`` symbols per lane, each uniform over [0, 2**bits)."""
 
     n: int
     bits: int
@@ -62,27 +87,19 @@ class Uniform:
         if not 1 <= self.bits <= 31:
             raise CodingError(f"uniform codec precision must be 1..31 bits, got {self.bits}")
 
-    def push(self, stack: AnsStack, symbols) -> None:
-        arr = _symbols(symbols, self.n, 1 << self.bits)
-        stack.run_push(kernels.push_uniform, len(arr), arr, self.bits)
-
-    def pop(self, stack: AnsStack) -> np.ndarray:
-        return stack.run_pop(kernels.pop_uniform, np.empty(self.n, np.int64), self.bits)
-
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
-        """Push ``symbols[p]`` (``n`` each) onto lane ``ids[p]``; returns per-lane status (see ``AnsLanes``)."""
         arr = _lane_symbols(symbols, len(ids), self.n, 1 << self.bits)
-        return lanes.run_push(kernels.push_uniform_lanes, ids, self.n, arr, self.bits)
+        return _pushed(lanes.run_push(kernels.push_uniform_lanes, ids, self.n, arr, self.bits), self.n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pop ``n`` symbols off each lane in ``ids``: (symbols (len(ids), n), per-lane status)."""
         out = np.empty((len(ids), self.n), np.int64)
         return out, lanes.run_pop(kernels.pop_uniform_lanes, ids, out, self.bits)
 
 
 @dataclass(frozen=True, eq=False)
 class Categorical:
-    """One categorical per symbol from integer CDF tables ``cdf`` (n, S+1): 0 = cdf[:,0] < ... < cdf[:,S] = 2**prec."""
+    """One categorical per symbol from integer CDF tables ``cdf`` (rows, S+1): 0 = cdf[:,0] < ... < cdf[:,S] =
+    2**prec; one block of rows per lane, as ``LogisticMixture``."""
 
     cdf: np.ndarray
     prec: int
@@ -103,18 +120,10 @@ class Categorical:
     def take(self, rows: slice) -> "Categorical":
         return Categorical(self.cdf[rows], self.prec)
 
-    def push(self, stack: AnsStack, symbols) -> None:
-        arr = _symbols(symbols, len(self.cdf), self.cdf.shape[1] - 1)
-        stack.run_push(kernels.push_table, len(arr), arr, 0, self.cdf, self.prec)
-
-    def pop(self, stack: AnsStack) -> np.ndarray:
-        return stack.run_pop(kernels.pop_table, np.empty(len(self.cdf), np.int64), 0, self.cdf, self.prec)
-
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
-        """Like ``LogisticMixture.push_lanes``: rows ``p * n .. (p + 1) * n`` go to lane ``ids[p]``."""
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.cdf.shape[1] - 1)
-        return lanes.run_push(kernels.push_table_lanes, ids, n, arr, self.cdf, self.prec)
+        return _pushed(lanes.run_push(kernels.push_table_lanes, ids, n, arr, self.cdf, self.prec), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
@@ -171,7 +180,8 @@ def _per_component(value, shape: tuple[int, int]) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class LogisticMixture:
-    """Per symbol, a K-component logistic mixture discretised onto ``grid``.
+    """Per symbol, a K-component logistic mixture discretised onto ``grid``; one block of rows per lane (the
+    parameters of a batched model output, one item per lane, in the order of ``ids``).
 
     mean: int (n, K), fixed point with ``fp.POS_BITS`` fractional bits, in the grid's units.
     log_scale: int (n, K), natural log of the scale in units of 1/32 (clipped to the exact table's range).
@@ -217,22 +227,12 @@ class LogisticMixture:
     def _args(self):
         return self.grid.edges, self.grid.step, self.mean, self._inv, self.weights, fp.sigmoid_table(), self.prec, self.floor
 
-    def push(self, stack: AnsStack, symbols) -> None:
-        arr = _symbols(symbols, len(self), self.grid.symbols)
-        stack.run_push(kernels.push_mixture, len(arr), arr, 0, *self._args())
-
-    def pop(self, stack: AnsStack) -> np.ndarray:
-        return stack.run_pop(kernels.pop_mixture, np.empty(len(self), np.int64), 0, *self._args())
-
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
-        """Push ``symbols[p]`` onto lane ``ids[p]`` with rows ``p * n .. (p + 1) * n`` of this codec (a batched
-        model output, one item per lane); returns per-lane status (see ``AnsLanes.run_push``)."""
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.grid.symbols)
-        return lanes.run_push(kernels.push_mixture_lanes, ids, n, arr, *self._args())
+        return _pushed(lanes.run_push(kernels.push_mixture_lanes, ids, n, arr, *self._args()), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pop this codec's rows ``p * n .. (p + 1) * n`` off lane ``ids[p]``: (symbols, per-lane status)."""
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
         return out, lanes.run_pop(kernels.pop_mixture_lanes, ids, out, *self._args())
 
@@ -253,18 +253,117 @@ class LogisticMixture:
 
 
 class Bytes:
-    """A byte string of any length: its bytes (uniform 8-bit symbols) under a 32-bit length."""
+    """A byte string of any length per lane (symbols: a list of ``bytes``): its bytes (uniform 8-bit symbols)
+    under a 32-bit length."""
 
-    @staticmethod
-    def push(stack: AnsStack, data: bytes) -> None:
-        arr = np.frombuffer(data, dtype=np.uint8).astype(np.int64)
-        Uniform(len(arr), 8).push(stack, arr)
-        Uniform(2, 16).push(stack, [len(arr) >> 16, len(arr) & 0xFFFF])
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols: list[bytes]) -> np.ndarray:
+        for p, data in enumerate(symbols):  # one lane at a time: the strings differ in length
+            lane = ids[p : p + 1]
+            arr = np.frombuffer(data, dtype=np.uint8).astype(np.int64)[None]
+            Uniform(arr.shape[1], 8).push_lanes(lanes, lane, arr)
+            Uniform(2, 16).push_lanes(lanes, lane, [[arr.shape[1] >> 16, arr.shape[1] & 0xFFFF]])
+        return np.full(len(ids), -1, np.int64)
 
-    @staticmethod
-    def pop(stack: AnsStack) -> bytes:
-        hi, lo = Uniform(2, 16).pop(stack)
-        n = (int(hi) << 16) | int(lo)
-        if 8 * n > stack.info_bits + 1:
-            raise CodingError(f"a {n}-byte string cannot sit on a stack holding {stack.info_bits:.0f} bits")
-        return Uniform(n, 8).pop(stack).astype(np.uint8).tobytes()
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[list, np.ndarray]:
+        out, status = [], np.full(len(ids), -1, np.int64)
+        for p in range(len(ids)):
+            lane = ids[p : p + 1]
+            length, status[p : p + 1] = Uniform(2, 16).pop_lanes(lanes, lane)
+            n = (int(length[0, 0]) << 16) | int(length[0, 1])
+            if status[p] < 0 and 8 * n > lanes.info_bits(int(lane[0])) + 1:
+                status[p] = 0  # a damaged length: fail here rather than allocate it
+            if status[p] >= 0:
+                out.append(None)
+                continue
+            data, status[p : p + 1] = Uniform(n, 8).pop_lanes(lanes, lane)
+            out.append(data.astype(np.uint8).tobytes())
+        return out, status
+
+
+
+# --- codecs built from codecs --------------------------------------------------------------------------------
+# Their parts are built for every lane they are called with (e.g. from one batched network call), so a lane that
+# fails in one part goes on through the others, keeping its first failure as its status; the caller discards it.
+
+
+def _keep_first_failure(status: np.ndarray, more: np.ndarray) -> None:
+    np.copyto(status, more, where=status < 0)
+
+
+@dataclass(frozen=True)
+class Serial:
+    """Codecs one after the other on each lane: ``codecs[0]`` is pushed first and popped last. Symbols: a tuple with
+    one entry per codec."""
+
+    codecs: tuple
+
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols: tuple) -> np.ndarray:
+        if len(symbols) != len(self.codecs):
+            raise CodingError(f"a serial codec of {len(self.codecs)} parts needs {len(self.codecs)} symbol entries, "
+                              f"got {len(symbols)}")
+        status = np.full(len(ids), -1, np.int64)
+        for codec, part in zip(self.codecs, symbols):
+            _keep_first_failure(status, codec.push_lanes(lanes, ids, part))
+        return status
+
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[tuple, np.ndarray]:
+        status, parts = np.full(len(ids), -1, np.int64), []
+        for codec in reversed(self.codecs):
+            part, more = codec.pop_lanes(lanes, ids)
+            _keep_first_failure(status, more)
+            parts.append(part)
+        return tuple(reversed(parts)), status
+
+
+def serial(*codecs: Codec) -> Serial:
+    return Serial(codecs)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """``codec`` ``n`` times on each lane. Symbols (lanes, n, ...): ``symbols[:, 0]`` is pushed first and popped
+    last. (For a codec whose symbols are tuples, use ``serial(*[codec] * n)``.)"""
+
+    codec: Codec
+    n: int
+
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
+        arr = np.asarray(symbols)
+        if arr.shape[:2] != (len(ids), self.n):
+            raise CodingError(f"repeat({self.n}) on {len(ids)} lanes needs symbols of shape ({len(ids)}, {self.n}, "
+                              f"...), got {arr.shape}")
+        status = np.full(len(ids), -1, np.int64)
+        for i in range(self.n):
+            _keep_first_failure(status, self.codec.push_lanes(lanes, ids, arr[:, i]))
+        return status
+
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        status, parts = np.full(len(ids), -1, np.int64), []
+        for _ in range(self.n):
+            part, more = self.codec.pop_lanes(lanes, ids)
+            _keep_first_failure(status, more)
+            parts.append(part)
+        if any(part is None for part in parts):
+            return None, status
+        return np.stack(parts[::-1], axis=1), status
+
+
+def repeat(codec: Codec, n: int) -> Repeat:
+    return Repeat(codec, n)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """``codec`` on ``forward(values)``: pushes values, pops ``inverse(symbols)`` (e.g. items and the int64 symbols
+    of their likelihood)."""
+
+    codec: Codec
+    forward: Callable[[Any], Any]
+    inverse: Callable[[Any], Any]
+
+    def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, values) -> np.ndarray:
+        return self.codec.push_lanes(lanes, ids, self.forward(values))
+
+    def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[Any, np.ndarray]:
+        symbols, status = self.codec.pop_lanes(lanes, ids)
+        return (None if symbols is None else self.inverse(symbols)), status

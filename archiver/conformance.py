@@ -221,7 +221,7 @@ def check_batch_invariance(model: Model, items: np.ndarray) -> None:
         _same_lanes(model, f"conditional of layer {layer}", partial(model.conditional, layer), q, symbols)
         below = symbols = q
     codec = model.item_codec()
-    if codec is not None and type(model).item_codec is not Model.item_codec:
+    if codec is not None:
         if not callable(getattr(codec, "push_lanes", None)) or not callable(getattr(codec, "pop_lanes", None)):
             _fail(model.id, "item_codec() must return a codec with push_lanes/pop_lanes (bbarc.codecs.Codec)")
         _same_item_lanes(model, items)
@@ -251,7 +251,8 @@ def _same_lanes(model: Model, what: str, build, inputs: np.ndarray, symbols: np.
 
 
 def _same_item_lanes(model: Model, items: np.ndarray) -> None:
-    """A model's own item codec: pushing the batch onto its lanes at once vs each item onto its lane alone."""
+    """The item codec (symbols: the items): pushing the batch onto its lanes at once vs each item onto its lane
+    alone, then popping the batch back off, which must restore the items and the lanes."""
     n, codec = len(items), model.item_codec()
     lanes_b, lanes_s = _seeded(n), _seeded(n)
     _push(model.id, codec, lanes_b, items, "item codec")
@@ -296,6 +297,6 @@ def _push(model_id: str, codec, lanes: AnsLanes, symbols, what: str, ids=None) -
 
 def _compare(model_id: str, a: AnsLanes, b: AnsLanes, what: str) -> None:
     for lane in range(len(a)):
-        if a.stack(lane).to_bytes() != b.stack(lane).to_bytes():
+        if a.message(lane) != b.message(lane):
             _fail(model_id, f"{what} gave lane {lane} a different message for its item alone vs in a batch of "
                             f"{len(a)}")

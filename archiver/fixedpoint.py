@@ -13,8 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import kernels
-
 SCHEME = "logistic-v1"
 POS_BITS = 16  # positions (bin edges, means, logits) are fixed point with 16 fractional bits
 SIG_BITS = 24  # sigmoid values are integers in [0, 2**24]
@@ -80,6 +78,8 @@ def weight_table() -> np.ndarray:
 
 def mixture_weights(logits: np.ndarray) -> np.ndarray:
     """Integer softmax: logits (..., K) in units of 1/16 nat -> weights in [0, 2**12], the largest exactly 2**12."""
+    from . import kernels  # here, not at the top: kernels imports the constants above
+
     logits = np.asarray(logits, dtype=np.int64)
     flat = np.ascontiguousarray(logits.reshape(-1, logits.shape[-1]))
     out = np.empty(flat.shape, dtype=np.int64)

@@ -7,21 +7,20 @@ compares exact integer CDF values. Only the values the coder needs are ever comp
 of symbols for each of several messages in one call (``bbarc.ans.AnsLanes``).
 
 State layout: ``state = uint64[2]`` = (head, number of words in ``buf``). Kernels return -1 on success, or the
-index of the symbol whose pop needed bits that were never pushed (the caller raises; nothing is invented).
+index of the symbol that could not be coded: a push of a symbol of probability 0, or a pop that needed bits that
+were never pushed (nothing is invented). The fixed-point constants are ``bbarc.fixedpoint``'s.
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
+from .fixedpoint import INV_SCALE_BITS, POS_BITS, SIG_BITS, SIG_RANGE, SIG_STEP_BITS
+
+HEAD_LOW = 1 << 32  # the head's lower bound; a fresh message's head equals it and holds no information
 U32 = np.uint64(32)
-LOW = np.uint64(1) << U32  # the head's lower bound; a fresh stack's head equals it and holds no information
+LOW = np.uint64(HEAD_LOW)
 MASK32 = np.uint64(0xFFFFFFFF)
-POS_BITS = 16
-SIG_STEP_BITS = 6
-SIG_RANGE = 32
-INV_SCALE_BITS = 24
-SIG_BITS = 24  # sigmoid table values are in units of 2**-24, and its last entry is exactly 2**24
 _SIG_ONE = np.int64(1) << np.int64(SIG_BITS)
 _FRAC = POS_BITS - SIG_STEP_BITS
 _SPAN = (2 * SIG_RANGE) << POS_BITS
@@ -280,8 +279,8 @@ def push_mixture(state, buf, symbols, r0, edges, step, mu, inv, w, table, prec, 
 @jit
 def pop_mixture(state, buf, out, r0, edges, step, mu, inv, w, table, prec, floor):
     """Find the symbol k with CDF(k) <= cf < CDF(k + 1): gallop outwards from a guess (``_guess``), then bisect,
-    comparing without divisions. About 3 CDF evaluations per MNIST pixel instead of 8; the symbol found is the
-    same whatever the guess. Symbol i uses row ``r0 + i`` of the mixture parameters."""
+    comparing without divisions. A good guess needs far fewer CDF evaluations than bisecting the whole grid; the
+    symbol found is the same whatever the guess. Symbol i uses row ``r0 + i`` of the mixture parameters."""
     mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
     n_sym = len(edges) + 1
     top = table[len(table) - 1]
@@ -364,7 +363,7 @@ def prepare_mixture(mean, log_scale, weights, inv_table, ls_min, mean_limit, wei
     return 0
 
 
-# --- lanes: one call codes a row of symbols for each of several messages (archiver.ans.AnsLanes) --------------
+# --- lanes: one call codes a row of symbols for each of several messages (bbarc.ans.AnsLanes) -----------------
 
 
 @jit

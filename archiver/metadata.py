@@ -141,6 +141,7 @@ class ArchiveMetadata:
     coding: CodingScheme
     side: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict, compare=False)  # keys a later bbarc added: kept, not interpreted
+    raw: dict = field(default_factory=dict, compare=False, repr=False)  # the JSON as read (``bbarc info --json``)
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -190,7 +191,7 @@ class ArchiveMetadata:
             source_dtype=source_dtype, item_count=_count(d, "item_count"), chunk_size=chunk_size,
             model=ModelRecord.from_json(d.get("model"), spec, container_version),
             coding=CodingScheme(_get(d, "codec", dict)), side=tuple(side),
-            extra={k: v for k, v in d.items() if k not in known},
+            extra={k: v for k, v in d.items() if k not in known}, raw=d,
         )
 
 

@@ -5,28 +5,28 @@ archive is written as it goes (``bbarc.formats.container`` finalises it atomical
 """
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
 import os
 import time
-from collections import deque
-from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import ExitStack
+from concurrent.futures import Executor
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
 from bbarc.formats.container import ArchiveWriter
-from bbarc.errors import UsageError
+from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
+from bbarc.errors import ModelError, UsageError
 from bbarc.formats.inputs import open_source
 
-from . import fixedpoint
-from .chain import HEADER_VERSION, ZSTD_LEVEL, encode_chunks
-from .model import ItemSpec
+from .chain import codec_parameters, encode_chunks
+from .execution import auto_lockstep, lockstep_groups, run_ordered
+from .metadata import ArchiveMetadata, CodingScheme, ModelRecord
+from .model import ItemSpec, Model
+from .payload import raw_hash
 from .registry import default_registry, resolve
 
-FORMAT_NAME = "bbarc"
+ARCHIVE_VERSION = 2  # the container version new archives are written in (formats/SPEC.md)
 # Items per chunk unless asked: each chunk is one chain (~1,600 bits of overhead, 0.55 % of 256 MNIST images),
 # and reading an item decodes the items after it in its chunk, so smaller chunks mean faster random access.
 DEFAULT_CHUNK = 256
@@ -37,18 +37,6 @@ def bbarc_version() -> str:
         return version("bbarc")
     except PackageNotFoundError:
         return "unknown"
-
-
-def raw_hash(items: np.ndarray) -> str:
-    """Hash of the decoded content of a chunk: dtype, shape and bytes."""
-    h = hashlib.blake2b(f"{items.dtype.str}{items.shape}".encode(), digest_size=16)
-    h.update(np.ascontiguousarray(items).tobytes())
-    return "blake2b128:" + h.hexdigest()
-
-
-def codec_parameters() -> dict:
-    return dict(fixedpoint.scheme_parameters(), chain="bits-back-ans", ans="rans64-32", header_version=HEADER_VERSION,
-                header_zstd_level=ZSTD_LEVEL)
 
 
 @dataclass(frozen=True)
@@ -73,7 +61,7 @@ class CompressResult:
                     bits_per_dim=round(self.bits_per_dim, 5), seconds=round(self.seconds, 3))
 
 
-def compress(source, path, model: str = "mnist-vae", chunk_size: int = DEFAULT_CHUNK, dataset: str | None = None,
+def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK, dataset: str | None = None,
              labels=None, progress=None, workers: int = 1, executor: Executor | None = None,
              lockstep: int | None = None) -> CompressResult:
     """Compress ``source`` (path, ``file.h5:/key``, or array) into the archive ``path``.
@@ -82,9 +70,9 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = DEFAULT_C
     ``progress(advance_items, total_items)``: optional callback.
     ``workers``: encode chunks in this many processes; or pass any ``concurrent.futures.Executor`` (a Dask
     ``client.get_executor()`` works). Chunks are read, and written in order, by this process alone; at most
-    ``2 * workers`` chunks are in flight, so memory stays bounded.
+    ``2 * workers`` lockstep groups are in flight, so memory stays bounded (``bbarc.execution.run_ordered``).
     ``lockstep``: chunks coded together, sharing network calls (see ``chain.encode_chunks``); the bytes do not
-    depend on it. By default as many as fit in ``LOCKSTEP_BYTES`` of items (1 to 64).
+    depend on it. By default as many as fit in ``execution.LOCKSTEP_BYTES`` of items.
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk size must be a positive integer, got {chunk_size!r}")
@@ -98,91 +86,67 @@ def compress(source, path, model: str = "mnist-vae", chunk_size: int = DEFAULT_C
         if side_src is not None and len(side_src) != n:
             raise UsageError(f"labels hold {len(side_src)} entries but {src.description} holds {n} items")
         m = resolve(model, ItemSpec(src.item_shape, src.dtype))
-        entry = default_registry().entry(m.family)
         m.check_items(src.read(0, 1))
-        metadata = dict(
-            format=FORMAT_NAME, writer=f"bbarc {bbarc_version()}", source=src.description,
-            item_shape=list(src.item_shape), item_dtype=np.dtype(src.dtype).str, item_count=n, chunk_size=chunk_size,
-            source_dtype=np.dtype(src.stored_dtype).str,  # byte order of the input, reproduced on decompression
-            model=dict(m.get_config(), plugin=entry.plugin, distribution=entry.distribution, version=entry.version,
-                       header_only=m.item_codec() is None),
-            codec=codec_parameters(), side=["labels"] if side_src is not None else [],
-        )
+        metadata = archive_metadata(src, m, chunk_size, side=["labels"] if side_src is not None else [])
         item_bytes = int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
-        lockstep = lockstep or auto_lockstep(chunk_size, item_bytes)
 
-        def groups():
-            """Up to ``lockstep`` consecutive chunks at a time: (index, start, items, side) each."""
-            group = []
+        def chunks():
+            """(items, chunk index, side data) of each chunk in turn, read and checked as the coder needs them."""
             for index, start in enumerate(range(0, n, chunk_size)):
                 stop = min(start + chunk_size, n)
                 items = src.read(start, stop)
                 m.check_items(items)
-                group.append((index, start, items, {"labels": side_src.read(start, stop)} if side_src else {}))
-                if len(group) == max(lockstep, 1) or stop == n:
-                    yield group
-                    group = []
+                yield items, index, {}  # side data goes into the record, readable without decoding (v2)
 
-        def write(group, payloads) -> None:
-            for (_, start, items, _), payload in zip(group, payloads):
-                writer.write_chunk(payload, start, len(items), raw_hash(items),
-                                   extra={"header_items": _n_header(payload)})
-
-        pool = executor or (resources.enter_context(process_pool(workers)) if workers > 1 else None)
-        with ArchiveWriter(path, metadata) as writer:
-            if pool is None:
-                tick = (lambda k: progress(k, n)) if progress else None
-                for group in groups():
-                    write(group, encode_chunks(m, [(items, i, side) for i, _, items, side in group], progress=tick))
-            else:
-                jobs = ((group, None, (encode_job, m, [(items, i, side) for i, _, items, side in group]))
-                        for group in groups())
-                for group, _, payloads in in_order(pool, jobs, 2 * max(workers, 2)):
-                    write(group, payloads)
-                    if progress:
-                        progress(sum(len(items) for _, _, items, _ in group), n)
+        coded = resources.enter_context(closing(run_ordered(
+            lockstep_groups(chunks(), auto_lockstep(chunk_size, item_bytes) if lockstep is None else lockstep),
+            local=lambda group, tick: encode_chunks(m, group, progress=tick),
+            remote=lambda group: (encode_job, m, group),
+            size=lambda group: sum(len(items) for items, _, _ in group),
+            workers=workers, executor=executor, progress=(lambda k: progress(k, n)) if progress else None,
+        )))
+        scheme = SCHEME_BITS_BACK if m.item_codec() is not None else SCHEME_STORED
+        with ArchiveWriter(path, metadata.to_json(ARCHIVE_VERSION), version=ARCHIVE_VERSION) as writer:
+            for group, payloads in coded:
+                for (items, index, _), payload in zip(group, payloads):
+                    start = index * chunk_size
+                    side = {"labels": side_src.read(start, start + len(items))} if side_src else None
+                    writer.write_chunk(payload, start, len(items), raw_hash(items), scheme=scheme,
+                                       item_shapes=items.shape[1:], side=side)
             writer.close(final=dict(item_count=n, chunks=writer.chunk_count))
-        raw_bytes = n * int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
+        raw_bytes = n * item_bytes
         return CompressResult(str(path), n, writer.chunk_count, tuple(src.item_shape), np.dtype(src.dtype).str,
                               raw_bytes, os.stat(path).st_size, time.perf_counter() - started)
 
 
-LOCKSTEP_BYTES = 64 << 20
+def archive_metadata(src, m: Model, chunk_size: int, side: list[str]) -> ArchiveMetadata:
+    """The archive-level metadata recorded for ``src`` coded by model ``m``."""
+    return ArchiveMetadata(
+        writer=f"bbarc {bbarc_version()}", source=src.description, item_spec=ItemSpec(src.item_shape, src.dtype),
+        source_dtype=np.dtype(src.stored_dtype),  # byte order of the input, reproduced on decompression
+        item_count=len(src), chunk_size=chunk_size, model=ModelRecord(m.get_config(), *provenance(m)),
+        coding=CodingScheme(codec_parameters()), side=tuple(side),
+    )
 
 
-def auto_lockstep(chunk_size: int, item_bytes: int) -> int:
-    """How many chunks to code in lockstep: more chains share each network call, but all their items sit in
-    memory (per worker), so stay within ``LOCKSTEP_BYTES``."""
-    return int(min(64, max(1, LOCKSTEP_BYTES // max(1, chunk_size * item_bytes))))
+def provenance(m: Model) -> tuple[str, str, str]:
+    """(plugin, distribution, version) of the family that built ``m``, recorded so that a reader missing the
+    model can say what to install; a model value of an unregistered family records its module."""
+    try:
+        entry = default_registry().entry(m.family)
+    except ModelError:
+        return type(m).__module__, "(unregistered)", ""
+    return entry.plugin, entry.distribution, entry.version
 
 
-def encode_job(model, chunks: list) -> list[bytes]:
-    """A group of chunks, in a worker process (the model arrives by value: config and weights)."""
+def encode_job(model: Model, chunks: list) -> list[bytes]:
+    """A group of chunks, in a worker process. The model arrives by value (config and weights); the first copy a
+    worker sees is kept, so its networks are built once per process, not once per job."""
+    key = (type(model), model.family, model.weights_sha256(), model.item_shape, str(model.item_dtype))
+    model = _worker_models.setdefault(key, model)
     return encode_chunks(model, chunks)
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    # spawn, not fork: forking a process that holds BLAS/numba threads can deadlock.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+_worker_models: dict[tuple, Model] = {}
 
 
-def in_order(pool: Executor, jobs, max_in_flight: int):
-    """Submit ``(key, value, (fn, *args))`` jobs, yield ``(key, value, result)`` in submission order, keeping
-    at most ``max_in_flight`` jobs (and so their data) alive at once."""
-    pending: deque = deque()
-    try:
-        for key, value, (fn, *args) in jobs:
-            pending.append((key, value, pool.submit(fn, *args)))
-            while len(pending) >= max_in_flight:
-                key0, value0, future = pending.popleft()
-                yield key0, value0, future.result()
-        while pending:
-            key0, value0, future = pending.popleft()
-            yield key0, value0, future.result()
-    finally:
-        for *_, future in pending:
-            future.cancel()
-
-
-def _n_header(payload: bytes) -> int:
-    return int.from_bytes(payload[:4], "little")

@@ -31,7 +31,7 @@ def push_pop(codec, symbols: np.ndarray) -> tuple[float, float]:
     """CPU seconds to push ``symbols`` onto one lane and to pop them off a copy of the message."""
     lanes = AnsLanes(1, len(symbols) + 16)
     _, t_push = cpu(lambda: codec.push_lanes(lanes, ONE, symbols[None]))
-    again = AnsLanes.from_messages([lanes.stack(0).to_bytes()])
+    again = AnsLanes.from_messages([lanes.message(0)])
     (out, status), t_pop = cpu(lambda: codec.pop_lanes(again, ONE))
     if (status >= 0).any() or not np.array_equal(out[0], symbols):
         raise SystemExit(f"{codec!r} did not pop what it pushed")

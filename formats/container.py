@@ -1,23 +1,20 @@
-"""Archive container v1: streaming ``ArchiveWriter`` and random-access ``ArchiveReader`` (see SPEC.md)."""
+"""Archive container: streaming ``ArchiveWriter`` (versions 1 and 2) and ``ArchiveReader`` (see SPEC.md)."""
 
 from __future__ import annotations
 
-import bisect
-import hmac
 import json
 import operator
 import os
-import stat
 from typing import Any
 
-from . import layout
+from bbarc.errors import UsageError
+
+from . import index2, layout, layout2
 from .atomic import publish, remove_quietly, temp_path_for
-from bbarc.errors import CorruptArchiveError, UsageError
-from .layout import ChunkEntry
+from .layout import AttachmentEntry, ChunkEntry, ShapeRun, SideSpec
+from .reader import ArchiveReader
 
-__all__ = ["ArchiveWriter", "ArchiveReader", "ChunkEntry"]
-
-_RECOVER_HINT = "; open it with recover=True to salvage the intact chunks"
+__all__ = ["ArchiveWriter", "ArchiveReader", "ChunkEntry", "AttachmentEntry", "ShapeRun", "SideSpec"]
 
 
 def _as_count(value: Any, name: str) -> int:
@@ -30,19 +27,71 @@ def _as_count(value: Any, name: str) -> int:
     return number
 
 
-class ArchiveWriter:
-    """Streams chunks to a hidden temp file; ``close()`` publishes it atomically under ``path``.
+def _as_bytes(data: Any, what: str) -> memoryview:
+    try:
+        return memoryview(data).cast("B")
+    except TypeError:
+        raise UsageError(f"{what} must be bytes-like and contiguous, got {type(data).__name__}") from None
 
-    Nothing ever appears under ``path`` unless ``close()`` succeeds; an exception inside ``with`` or
-    ``abort()`` removes the temp file and leaves any existing file at ``path`` untouched.
+
+def _v1_record(number: int, offset: int, first_item: int, item_count: int, data: memoryview, raw_hash: str,
+               extra: Any) -> tuple[ChunkEntry, tuple]:
+    """Index entry and the byte strings of a v1 chunk record."""
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        raise UsageError(f"extra must be a dict or None, got {type(extra).__name__}")
+    # Round-trip now so a bad value fails here, not at close(), and later caller edits don't leak in.
+    extra = json.loads(layout.encode_json(extra, f"extra of chunk {number}"))
+    entry = ChunkEntry(number, offset, data.nbytes, first_item, item_count, layout.payload_checksum(data), raw_hash,
+                       extra)
+    return entry, (layout.pack_record_header(number, first_item, item_count, data.nbytes, layout.crc32(data)), data)
+
+
+def _v2_record(number: int, offset: int, first_item: int, item_count: int, data: memoryview, raw_hash: str,
+               scheme: Any, item_shapes: Any, side: Any) -> tuple[ChunkEntry, tuple]:
+    """Index entry and the byte strings of a v2 chunk record; UsageError for arguments a reader would refuse."""
+    if scheme is None or item_shapes is None:
+        raise UsageError("format version 2 needs scheme= and item_shapes= for every chunk")
+    if first_item + item_count > layout2.MAX_ITEMS:
+        raise UsageError(f"an archive holds at most {layout2.MAX_ITEMS} items")
+    specs, raw_side = layout2.side_arrays(side)
+    runs = layout2.shape_runs(item_shapes, item_count)
+    scheme, runs, specs = layout2.chunk_fields(scheme, runs, specs, item_count, UsageError)
+    runs = layout2.merge_runs(runs)
+    desc = layout2.encode_chunk_desc(scheme, runs, specs)
+    if len(desc) > layout2.DESC_MAX:
+        raise UsageError(f"chunk {number} has too many shape runs ({len(runs)}); use smaller chunks")
+    section = layout2.pack_side(raw_side, specs)
+    header = layout2.pack_record_header(layout.RECORD_TAG, number, first_item, item_count, desc, section,
+                                        data.nbytes, layout.crc32(data))
+    entry = ChunkEntry(
+        number, offset, data.nbytes, first_item, item_count, layout.payload_checksum(data), raw_hash, {},
+        version=2, scheme=scheme, shapes=runs, side=specs, desc_length=len(desc), side_length=len(section),
+        side_checksum=layout.payload_checksum(section) if section else None,
+    )
+    return entry, (header, desc, section, data)
+
+
+class ArchiveWriter:
+    """Streams records to a hidden temp file; ``close()`` publishes it atomically under ``path``.
+
+    ``version=1`` (the default) writes format 1: ``write_chunk(..., extra=...)``. ``version=2`` writes format 2:
+    every chunk states its coding ``scheme`` and ``item_shapes`` and may carry ``side`` arrays, and
+    ``add_attachment`` stores named data. Nothing ever appears under ``path`` unless ``close()`` succeeds; an
+    exception inside ``with`` or ``abort()`` removes the temp file and leaves any existing file at ``path`` untouched.
     """
 
-    def __init__(self, path: str | os.PathLike, metadata: dict):
+    def __init__(self, path: str | os.PathLike, metadata: dict, version: int = layout.FORMAT_VERSION):
         self.path = os.fspath(path)
+        if version not in layout.SUPPORTED_VERSIONS or type(version) is not int:
+            raise UsageError(f"archive format version must be one of {layout.SUPPORTED_VERSIONS}, got {version!r}")
         if not isinstance(metadata, dict):
             raise UsageError(f"archive metadata must be a dict, got {type(metadata).__name__}")
-        header = layout.pack_header(layout.encode_json(metadata, "archive metadata"))
+        self.version = version
+        header = layout.pack_header(layout.encode_json(metadata, "archive metadata"), version)
         self._entries: list[ChunkEntry] = []
+        self._attachments: list[AttachmentEntry] = []
         self._next_item = 0
         self._open = False
         temp = temp_path_for(self.path)
@@ -63,10 +112,14 @@ class ArchiveWriter:
     def item_count(self) -> int:
         return self._next_item
 
-    def write_chunk(
-        self, payload: bytes, first_item: int, item_count: int, raw_hash: str, extra: dict | None = None
-    ) -> None:
-        """Append one chunk; chunks must come in order, ``first_item`` = sum of earlier ``item_count``s."""
+    def write_chunk(self, payload: bytes, first_item: int, item_count: int, raw_hash: str, extra: dict | None = None,
+                    *, scheme: str | None = None, item_shapes: Any = None, side: dict | None = None) -> None:
+        """Append one chunk; chunks must come in order, ``first_item`` = sum of earlier ``item_count``s.
+
+        Version 2 only: ``scheme`` names the codec of the payload (e.g. ``"bits-back"``, ``"stored"``);
+        ``item_shapes`` is one shape for all items or a list of ``(shape, count)`` runs; ``side`` maps names to
+        arrays whose first axis counts the items. Version 1 only: ``extra``, a small JSON object.
+        """
         self._check_open()
         first_item = _as_count(first_item, "first_item")
         item_count = _as_count(item_count, "item_count")
@@ -79,32 +132,38 @@ class ArchiveWriter:
             raise UsageError(f"chunk {len(self._entries)} has item_count=0; every chunk must hold at least one item")
         if not isinstance(raw_hash, str):
             raise UsageError(f"raw_hash must be a str, got {type(raw_hash).__name__}")
-        if extra is None:
-            extra = {}
-        if not isinstance(extra, dict):
-            raise UsageError(f"extra must be a dict or None, got {type(extra).__name__}")
-        # Round-trip now so a bad value fails here, not at close(), and later caller edits don't leak in.
-        extra = json.loads(layout.encode_json(extra, f"extra of chunk {len(self._entries)}"))
-        try:
-            data = memoryview(payload).cast("B")
-        except TypeError:
-            raise UsageError(f"payload must be bytes-like and contiguous, got {type(payload).__name__}") from None
-        entry = ChunkEntry(
-            index=len(self._entries),
-            offset=self._offset,
-            length=data.nbytes,
-            first_item=first_item,
-            item_count=item_count,
-            checksum=layout.payload_checksum(data),
-            raw_hash=raw_hash,
-            extra=extra,
-        )
-        record = layout.pack_record_header(entry.index, first_item, item_count, entry.length, layout.crc32(data))
-        self._guarded(self._file.write, record)
-        self._guarded(self._file.write, data)
+        data = _as_bytes(payload, "payload")
+        if self.version == 1:
+            if scheme is not None or item_shapes is not None or side is not None:
+                raise UsageError("scheme, item_shapes and side need an archive of format version 2 (version=2)")
+            entry, parts = _v1_record(len(self._entries), self._offset, first_item, item_count, data, raw_hash, extra)
+        else:
+            if extra is not None:
+                raise UsageError("extra is format version 1 only; version 2 records scheme, item_shapes and side")
+            entry, parts = _v2_record(len(self._entries), self._offset, first_item, item_count, data, raw_hash,
+                                      scheme, item_shapes, side)
+        self._append(*parts)
         self._entries.append(entry)
-        self._offset += len(record) + entry.length
         self._next_item += item_count
+
+    def add_attachment(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` (a printable string of 1 to 128 characters, unique in the archive)."""
+        self._check_open()
+        if self.version < 2:
+            raise UsageError("attachments need an archive of format version 2 (version=2)")
+        name = layout2.check_attachment_name(name, UsageError)
+        if any(a.name == name for a in self._attachments):
+            raise UsageError(f"the archive already has an attachment named {name!r}")
+        if len(self._attachments) >= layout2.MAX_ATTACHMENTS:
+            raise UsageError(f"an archive holds at most {layout2.MAX_ATTACHMENTS} attachments")
+        data = _as_bytes(data, "attachment data")
+        desc = layout2.encode_attachment_desc(name)
+        number = len(self._attachments)
+        header = layout2.pack_record_header(layout.ATTACHMENT_TAG, number, 0, 0, desc, b"", data.nbytes,
+                                            layout.crc32(data))
+        entry = AttachmentEntry(number, name, self._offset, data.nbytes, layout.payload_checksum(data), len(desc))
+        self._append(header, desc, data)
+        self._attachments.append(entry)
 
     def close(self, final: dict | None = None) -> None:
         """Write index and trailer, fsync and rename onto ``path``. ``final`` is stored in the footer."""
@@ -112,9 +171,16 @@ class ArchiveWriter:
         final = {} if final is None else final
         if not isinstance(final, dict):
             raise UsageError(f"final metadata must be a dict or None, got {type(final).__name__}")
-        index = {"chunks": [layout.entry_to_json(e) for e in self._entries], "final": final}
-        index_json = layout.pack_index(index)
-        self._guarded(self._finish, index_json)
+        if self.version == 1:
+            index = {"chunks": [layout.entry_to_json(e) for e in self._entries], "final": final}
+        else:
+            index = index2.index_to_json(self._entries, self._attachments, final)
+        frame, raw_length = layout.pack_index(index)
+        size = self._offset + len(frame) + layout.TRAILER.size
+        if raw_length > layout.index_raw_limit(size):
+            raise UsageError(f"the index would hold {raw_length} bytes of JSON, more than readers accept for "
+                             f"a {size}-byte archive; keep final metadata small")
+        self._guarded(self._finish, frame)
 
     def abort(self) -> None:
         """Discard everything written; safe to call more than once."""
@@ -126,9 +192,14 @@ class ArchiveWriter:
                 remove_quietly(self._temp)
                 self._temp = None
 
-    def _finish(self, index_json: bytes) -> None:
-        self._file.write(index_json)
-        self._file.write(layout.pack_trailer(self._offset, index_json))
+    def _append(self, *parts) -> None:
+        for part in parts:
+            self._guarded(self._file.write, part)
+            self._offset += len(part) if not isinstance(part, memoryview) else part.nbytes
+
+    def _finish(self, index_frame: bytes) -> None:
+        self._file.write(index_frame)
+        self._file.write(layout.pack_trailer(self._offset, index_frame, self.version))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -163,243 +234,3 @@ class ArchiveWriter:
                 self.abort()
         except Exception:
             pass
-
-
-def _checked_index(value, count: int, what: str, holds: str) -> int:
-    """``value`` as an int in [0, count), or a UsageError naming ``what`` and what the archive ``holds``."""
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise UsageError(f"{what} number must be an integer, got {type(value).__name__}") from None
-    if not 0 <= value < count:
-        raise UsageError(f"{what} {value} is out of range: {holds}")
-    return value
-
-
-def _open_readonly(path: str) -> int:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise UsageError(f"archive {path!r} does not exist; check the path") from None
-    except OSError as exc:
-        raise UsageError(f"cannot open archive {path!r}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UsageError(f"archive {path!r} is not a regular file")
-    return fd
-
-
-class ArchiveReader:
-    """Random access to a finished archive. Thread-safe: reads use ``os.pread`` on one shared fd.
-
-    Pickling stores only ``(path, recover)`` and reopens, so a reader can go to DataLoader workers.
-    With ``recover=True`` an unusable footer is replaced by a forward scan of the chunk records;
-    ``recovered`` then says so and ``metadata`` holds only the header metadata.
-    """
-
-    def __init__(self, path: str | os.PathLike, recover: bool = False):
-        self.path = os.fspath(path)
-        self._recover = bool(recover)
-        self.recovered = False
-        self.recovery_reason: str | None = None
-        self._fd: int | None = None
-        self._fd = _open_readonly(self.path)
-        try:
-            self._load()
-        except BaseException:
-            self.close()
-            raise
-
-    # -- public API ---------------------------------------------------------------------------
-
-    @property
-    def metadata(self) -> dict:
-        """Header metadata merged with the ``final`` dict from close() (final keys win)."""
-        return self._metadata
-
-    @property
-    def chunks(self) -> list[ChunkEntry]:
-        return self._chunks
-
-    @property
-    def item_count(self) -> int:
-        return self._firsts[-1] + self._chunks[-1].item_count if self._chunks else 0
-
-    def read_chunk(self, i: int) -> bytes:
-        """Payload of chunk ``i``, verified; CorruptArchiveError(chunk=i) if it is damaged."""
-        entry = self._entry(i)
-        i = entry.index
-        header_buf = self._pread(layout.RECORD_HEADER_SIZE, entry.offset)
-        try:
-            header = layout.parse_record_header(header_buf)
-        except CorruptArchiveError as exc:
-            raise self._corrupt(f"chunk {i} at byte {entry.offset} is damaged: {exc}", chunk=i) from None
-        expected = (i, entry.first_item, entry.item_count, entry.length)
-        if header[:4] != expected:
-            raise self._corrupt(
-                f"chunk {i} record header (chunk, first_item, item_count, length) = {tuple(header[:4])} "
-                f"disagrees with the index {expected}",
-                chunk=i,
-            )
-        payload = self._pread(entry.length, entry.offset + layout.RECORD_HEADER_SIZE)
-        if len(payload) != entry.length:
-            raise self._corrupt(f"chunk {i} is cut short: the file ends inside its payload", chunk=i)
-        if layout.crc32(payload) != header.payload_crc:
-            raise self._corrupt(f"chunk {i} payload is damaged (crc32 mismatch)", chunk=i)
-        if entry.checksum is not None and not hmac.compare_digest(layout.payload_checksum(payload), entry.checksum):
-            raise self._corrupt(f"chunk {i} payload is damaged (checksum mismatch)", chunk=i)
-        return payload
-
-    def chunk_for_item(self, item: int) -> int:
-        """Index of the chunk holding item number ``item``."""
-        item = _checked_index(item, self.item_count, "item", f"{self.path!r} holds items 0..{self.item_count - 1}")
-        return bisect.bisect_right(self._firsts, item) - 1
-
-    def verify(self) -> list[tuple[int, str | None]]:
-        """Check every chunk; one ``(chunk, error message or None)`` per chunk. Never raises for bad chunks."""
-        report: list[tuple[int, str | None]] = []
-        for entry in self._chunks:
-            try:
-                self.read_chunk(entry.index)
-            except CorruptArchiveError as exc:
-                report.append((entry.index, str(exc)))
-            else:
-                report.append((entry.index, None))
-        return report
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    def __enter__(self) -> ArchiveReader:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __getstate__(self) -> dict:
-        return {"path": self.path, "recover": self._recover}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], recover=state["recover"])
-
-    def __repr__(self) -> str:
-        return f"ArchiveReader({self.path!r}, chunks={len(self._chunks)}, items={self.item_count})"
-
-    # -- loading ------------------------------------------------------------------------------
-
-    def _load(self) -> None:
-        size = os.fstat(self._fd).st_size
-        header_end, metadata = self._read_header(size)
-        try:
-            self._chunks, final = self._read_footer(size, header_end)
-        except CorruptArchiveError as exc:
-            if not self._recover:
-                raise self._corrupt(f"{exc}{_RECOVER_HINT}") from None
-            self._chunks, final = self._scan_records(size, header_end), {}
-            self.recovered = True
-            self.recovery_reason = str(exc)
-        self._metadata = {**metadata, **final}
-        self._firsts = [e.first_item for e in self._chunks]
-
-    def _read_header(self, size: int) -> tuple[int, dict]:
-        fixed = self._pread(layout.HEADER_FIXED.size, 0)
-        if fixed[:8] != layout.MAGIC:
-            raise self._corrupt(self._bad_magic_reason(fixed, size))
-        if len(fixed) < layout.HEADER_FIXED.size:
-            raise self._corrupt("file is truncated inside the header")
-        _, version, meta_len = layout.HEADER_FIXED.unpack(fixed)
-        if version not in layout.SUPPORTED_VERSIONS:
-            newer = version > layout.FORMAT_VERSION
-            hint = "a newer bbarc may be needed to read it" if newer else "the file is damaged"
-            raise self._corrupt(
-                f"archive format version {version} is not supported (this bbarc reads version "
-                f"{', '.join(map(str, layout.SUPPORTED_VERSIONS))}); {hint}"
-            )
-        self.version = version
-        header_end = layout.HEADER_FIXED.size + meta_len + layout.CRC.size
-        if header_end > size:
-            raise self._corrupt(f"file is truncated: header needs {header_end} bytes but the file has {size}")
-        meta_json = self._pread(meta_len, layout.HEADER_FIXED.size)
-        (meta_crc,) = layout.CRC.unpack(self._pread(layout.CRC.size, layout.HEADER_FIXED.size + meta_len))
-        if layout.crc32(meta_json) != meta_crc:
-            raise self._corrupt("header metadata is damaged (crc32 mismatch)")
-        try:
-            return header_end, layout.decode_json_object(meta_json, "header metadata")
-        except CorruptArchiveError as exc:
-            raise self._corrupt(str(exc)) from None
-
-    @staticmethod
-    def _bad_magic_reason(head: bytes, size: int) -> str:
-        if size == 0:
-            return "file is empty, not a bbarc archive"
-        if head.startswith(layout.MAGIC[:6]):
-            return "file starts like a bbarc archive but its line-ending bytes changed: it was copied in text mode"
-        return f"not a bbarc archive (starts with {head[:8]!r}, expected {layout.MAGIC!r})"
-
-    def _read_footer(self, size: int, header_end: int) -> tuple[list[ChunkEntry], dict]:
-        if size < header_end + layout.TRAILER.size:
-            raise CorruptArchiveError("file is truncated: it ends before the trailer")
-        trailer = self._pread(layout.TRAILER.size, size - layout.TRAILER.size)
-        index_offset, index_len, index_crc, version, end_magic = layout.TRAILER.unpack(trailer)
-        if end_magic != layout.END_MAGIC:
-            raise CorruptArchiveError("trailer is missing or damaged (no end marker): the file is truncated")
-        if version != self.version:
-            raise CorruptArchiveError(f"trailer says format version {version} but the header says {self.version}")
-        if index_offset < header_end or index_offset + index_len + layout.TRAILER.size != size:
-            raise CorruptArchiveError(f"trailer is damaged: index at {index_offset}+{index_len} does not fit the file")
-        index_json = self._pread(index_len, index_offset)
-        if layout.crc32(index_json) != index_crc:
-            raise CorruptArchiveError("chunk index is damaged (crc32 mismatch)")
-        index = layout.unpack_index(index_json)
-        return layout.parse_index(index, header_end, index_offset)
-
-    def _scan_records(self, size: int, header_end: int) -> list[ChunkEntry]:
-        # Walks record headers only (payloads are checked lazily by read_chunk); stops at the first
-        # record that is not intact, so the result is always a gap-free prefix of the item range.
-        entries: list[ChunkEntry] = []
-        offset, next_item = header_end, 0
-        while offset + layout.RECORD_HEADER_SIZE <= size:
-            try:
-                header = layout.parse_record_header(self._pread(layout.RECORD_HEADER_SIZE, offset))
-            except CorruptArchiveError:
-                break
-            end = offset + layout.RECORD_HEADER_SIZE + header.length
-            if header.chunk != len(entries) or header.first_item != next_item or header.item_count < 1 or end > size:
-                break
-            entries.append(
-                ChunkEntry(len(entries), offset, header.length, next_item, header.item_count, None, None, {})
-            )
-            offset, next_item = end, next_item + header.item_count
-        return entries
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _entry(self, i: int) -> ChunkEntry:
-        n = len(self._chunks)
-        return self._chunks[_checked_index(i, n, "chunk", f"{self.path!r} has {n} chunks")]
-
-    def _pread(self, n: int, offset: int) -> bytes:
-        fd = self._fd
-        if fd is None:
-            raise UsageError(f"archive reader for {self.path!r} is closed")
-        parts = []
-        while n > 0:
-            # pread may return less than asked (Linux caps one call near 2 GiB); b"" means end of file.
-            part = os.pread(fd, n, offset)
-            if not part:
-                break
-            parts.append(part)
-            n -= len(part)
-            offset += len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)  # join copies, so skip it for one part
-
-    def _corrupt(self, message: str, chunk: int | None = None) -> CorruptArchiveError:
-        return CorruptArchiveError(f"{self.path}: {message}", chunk=chunk)

@@ -11,10 +11,11 @@ from functools import cached_property
 import numpy as np
 
 from bbarc import fixedpoint as fp
-from bbarc.codecs import Grid, LogisticMixture
+from bbarc.codecs import LogisticMixture
 from bbarc.hookspecs import hookimpl
 from bbarc.model import ItemSpec, LatentLayer, Model, ModelFamily, check_spec, missing_weights
 from bbarc.plugins.intconv import build_nets
+from bbarc.plugins.heads import latent_codec, pixel_codec
 from bbarc.plugins.intnet import affine_floor
 from bbarc.plugins.weightfiles import WeightsFile, find_shipped
 
@@ -66,10 +67,7 @@ class MnistHVAE(Model):
         return affine_floor(acc, extra[f"{name}.out_mul"][:, None, None], extra[f"{name}.out_add"][:, None, None])
 
     def _latent_codec(self, out: np.ndarray, floor: bool) -> LogisticMixture:
-        c = out.shape[1] // 2
-        log_scale_min = int(np.floor(self._loaded[0]["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
-        return LogisticMixture(Grid.latent(LATENT_BITS), out[:, :c].reshape(-1), np.maximum(out[:, c:], log_scale_min)
-                               .reshape(-1), 1, self.latent_precision, floor=floor)
+        return latent_codec(out, self._loaded[0]["latent_log_scale_min"], LATENT_BITS, self.latent_precision, floor)
 
     def _centres(self, bins: np.ndarray, layer: int) -> np.ndarray:
         return fp.logistic_bin_centres(LATENT_BITS)[bins].reshape((len(bins), *self.latent_layers[layer - 1].shape))
@@ -84,11 +82,8 @@ class MnistHVAE(Model):
         if layer == 2:
             return self._latent_codec(self._run("p1", self._centres(above, 2)), floor=True)
         cfg = self._loaded[0]
-        k = cfg["mixtures"]
-        out = self._run("px", self._centres(above, 1)).transpose(0, 2, 3, 1).reshape(-1, 3 * k)
-        log_scale_min = int(np.floor((cfg["log_scale_min"] + np.log(127.5)) * fp.LOG_SCALE_STEP))
-        return LogisticMixture(Grid.levels(256), out[:, k : 2 * k], np.maximum(out[:, 2 * k :], log_scale_min),
-                               fp.mixture_weights(out[:, :k]), self.obs_precision)
+        out = self._run("px", self._centres(above, 1)).transpose(0, 2, 3, 1)
+        return pixel_codec(out, cfg["mixtures"], cfg["log_scale_min"], self.obs_precision)
 
 
 class MnistHVAEFamily(ModelFamily):

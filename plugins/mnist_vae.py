@@ -17,6 +17,7 @@ from bbarc.codecs import Grid, LogisticMixture
 from bbarc.errors import UsageError
 from bbarc.hookspecs import hookimpl
 from bbarc.model import ItemSpec, LatentLayer, Model, ModelFamily, check_spec, missing_weights
+from bbarc.plugins.heads import latent_codec, pixel_codec
 from bbarc.plugins.intnet import affine_floor, build_nets
 from bbarc.plugins.weightfiles import WeightsFile, find_shipped
 
@@ -72,28 +73,16 @@ class MnistVAE(Model):
             )
     def posterior(self, layer: int, below: np.ndarray) -> LogisticMixture:
         nets, extra = self._nets
-        acc = nets["enc"](below.reshape(len(below), -1))
-        out = affine_floor(acc, extra["enc.out_mul"], extra["enc.out_add"])
-        n = out.shape[1] // 2
-        log_scale_min = int(np.floor(self._config["latent_log_scale_min"] * fp.LOG_SCALE_STEP))
-        return LogisticMixture(
-            Grid.latent(LATENT_BITS), out[:, :n].reshape(-1), np.maximum(out[:, n:], log_scale_min).reshape(-1),
-            1, self.latent_precision, floor=False,
-        )
+        out = affine_floor(nets["enc"](below.reshape(len(below), -1)), extra["enc.out_mul"], extra["enc.out_add"])
+        return latent_codec(out, self._config["latent_log_scale_min"], LATENT_BITS, self.latent_precision, floor=False)
 
     def conditional(self, layer: int, above: np.ndarray) -> LogisticMixture:
-        cfg, (nets, extra) = self._config, self._nets
+        nets, extra = self._nets
         z = fp.logistic_bin_centres(LATENT_BITS)[above]
         out = affine_floor(nets["dec"](z), extra["dec.out_mul"], extra["dec.out_add"])
         if self.binary:
             return LogisticMixture(Grid.binary(), out.reshape(-1), 0, 1, self.obs_precision)
-        k = cfg["mixtures"]
-        out = out.reshape(-1, 3 * k)
-        log_scale_min = int(np.floor((cfg["log_scale_min"] + np.log(127.5)) * fp.LOG_SCALE_STEP))
-        return LogisticMixture(
-            Grid.levels(256), out[:, k : 2 * k], np.maximum(out[:, 2 * k :], log_scale_min),
-            fp.mixture_weights(out[:, :k]), self.obs_precision,
-        )
+        return pixel_codec(out, self._config["mixtures"], self._config["log_scale_min"], self.obs_precision)
 
 
 class MnistVAEFamily(ModelFamily):

@@ -1,18 +1,12 @@
-import gzip
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers import SAMPLE, load_sample  # noqa: F401 - other test modules import them from here too
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
-SAMPLE = files("bbarc") / "samples" / "mnist-t10k-first1000-images-idx3-ubyte.gz"
-
-
-def load_sample() -> np.ndarray:
-    raw = gzip.decompress(SAMPLE.read_bytes())
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
 
 
 @pytest.fixture(scope="session")

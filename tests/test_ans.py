@@ -2,15 +2,10 @@ import numpy as np
 import pytest
 
 from bbarc import fixedpoint as fp
-from bbarc.ans import AnsStack
+from bbarc.ans import AnsLanes
 from bbarc.codecs import Bytes, Categorical, Grid, LogisticMixture, Uniform
 from bbarc.errors import CodingError, CorruptArchiveError
-
-
-def seeded(n_bytes=256, seed=0) -> AnsStack:
-    stack = AnsStack()
-    Bytes.push(stack, np.random.default_rng(seed).bytes(n_bytes))
-    return stack
+from tests.ans_helpers import Stack, seeded
 
 
 def random_mixture(rng, n, k=3, grid=Grid.levels(256), prec=16):
@@ -22,13 +17,13 @@ def random_mixture(rng, n, k=3, grid=Grid.levels(256), prec=16):
 
 def test_uniform_round_trip_and_serialisation():
     rng = np.random.default_rng(1)
-    stack = AnsStack()
+    stack = Stack()
     data = [rng.integers(0, 1 << b, 100) for b in (1, 5, 12, 31)]
     for b, d in zip((1, 5, 12, 31), data):
-        Uniform(100, b).push(stack, d)
-    restored = AnsStack.from_bytes(stack.to_bytes())
+        stack.push(Uniform(100, b), d)
+    restored = Stack.from_bytes(stack.to_bytes())
     for b, d in reversed(list(zip((1, 5, 12, 31), data))):
-        assert np.array_equal(Uniform(100, b).pop(restored), d)
+        assert np.array_equal(restored.pop(Uniform(100, b)), d)
     assert restored.is_empty
 
 
@@ -38,12 +33,12 @@ def test_mixture_round_trip_is_exact_and_costs_what_the_frequencies_say():
     cdf = codec.cdf_table()
     assert (np.diff(cdf, axis=1) >= 1).all() and (cdf[:, -1] == 1 << 16).all()
     symbols = np.array([rng.choice(256, p=np.diff(row) / 65536) for row in cdf])
-    stack = AnsStack()
-    codec.push(stack, symbols)
+    stack = Stack()
+    stack.push(codec, symbols)
     ideal = -np.log2(np.diff(cdf, axis=1)[np.arange(len(symbols)), symbols] / 65536).sum()
     assert abs(stack.info_bits - ideal) < 1.0
     assert len(stack.to_bytes()) * 8 < ideal + 64 + 32
-    assert np.array_equal(codec.pop(AnsStack.from_bytes(stack.to_bytes())), symbols)
+    assert np.array_equal(Stack.from_bytes(stack.to_bytes()).pop(codec), symbols)
 
 
 def test_pop_then_push_restores_the_stack_bits_back():
@@ -51,8 +46,8 @@ def test_pop_then_push_restores_the_stack_bits_back():
     stack = seeded(512)
     before = stack.to_bytes()
     q = LogisticMixture(Grid.latent(12), rng.integers(-3 << 16, 3 << 16, 50), -100, 1, 20)
-    z = q.pop(stack)
-    q.push(stack, z)
+    z = stack.pop(q)
+    stack.push(q, z)
     assert stack.to_bytes() == before
 
 
@@ -65,31 +60,31 @@ def test_categorical_tables():
     codec = Categorical(cdf, 12)
     symbols = rng.integers(0, 10, 200)
     stack = seeded()
-    codec.push(stack, symbols)
-    assert np.array_equal(codec.pop(stack), symbols)
+    stack.push(codec, symbols)
+    assert np.array_equal(stack.pop(codec), symbols)
     with pytest.raises(CodingError, match="rise strictly"):
         Categorical(np.zeros((2, 3), np.int64), 12)
 
 
 def test_popping_an_empty_stack_raises_instead_of_inventing_bits():
     with pytest.raises(CodingError, match="ran out of bits"):
-        Uniform(1, 8).pop(AnsStack())
+        Stack().pop(Uniform(1, 8))
     stack = seeded(4)  # 32 bits is not enough for 20 latents
     q = LogisticMixture(Grid.latent(12), np.zeros(20, np.int64), 0, 1, 20)
     with pytest.raises(CodingError):
-        q.pop(stack)
+        stack.pop(q)
 
 
 def test_invalid_symbols_and_parameters_are_rejected():
-    stack = AnsStack()
+    stack = Stack()
     with pytest.raises(CodingError, match=r"\[0, 256\)"):
-        random_mixture(np.random.default_rng(0), 2).push(stack, [0, 256])
+        stack.push(random_mixture(np.random.default_rng(0), 2), [0, 256])
     with pytest.raises(CodingError, match="weights"):
         LogisticMixture(Grid.levels(256), [[0]], [[0]], [[0]], 16)
     with pytest.raises(CodingError, match="precision"):
         LogisticMixture(Grid.levels(256), [[0]], [[0]], [[1]], 30)
     with pytest.raises(CorruptArchiveError):
-        AnsStack.from_bytes(b"\x00" * 8)
+        Stack.from_bytes(b"\x00" * 8)
 
 
 def test_bernoulli_as_logistic_matches_sigmoid():
@@ -106,13 +101,13 @@ def test_floorless_posterior_round_trips_and_refuses_impossible_symbols():
     assert (np.diff(cdf, axis=1) == 0).any() and (cdf[:, -1] == 1 << 20).all()
     stack = seeded(1024)
     before = stack.to_bytes()
-    z = q.pop(stack)
+    z = stack.pop(q)
     assert (np.diff(cdf, axis=1)[np.arange(40), z] > 0).all()
-    q.push(stack, z)
+    stack.push(q, z)
     assert stack.to_bytes() == before
     impossible = np.where(np.diff(cdf[:1], axis=1)[0] == 0)[0][:1].repeat(40)
     with pytest.raises(CodingError, match="probability 0"):
-        q.push(stack, impossible)
+        stack.push(q, impossible)
 
 
 @pytest.mark.parametrize("floor", [True, False])
@@ -130,17 +125,15 @@ def test_pop_finds_the_symbol_the_cdf_table_says(grid, k, prec, floor):
     weights[:, 0] += 1
     codec = LogisticMixture(grid, mean, log_scale, np.minimum(weights, 1 << fp.WEIGHT_BITS), prec, floor=floor)
     cdf = codec.cdf_table()
-    stack = AnsStack()
-    Uniform(4000, 31).push(stack, rng.integers(0, 1 << 31, 4000))
+    stack = Stack()
+    stack.push(Uniform(4000, 31), rng.integers(0, 1 << 31, 4000))
     for i in range(n):
         slot = stack.head & ((1 << prec) - 1)
         want = int(np.searchsorted(cdf[i], slot, side="right")) - 1
-        assert codec.take(slice(i, i + 1)).pop(stack)[0] == want
+        assert stack.pop(codec.take(slice(i, i + 1)))[0] == want
 
 
 def test_lanes_code_each_message_as_if_alone():
-    from bbarc.ans import AnsLanes
-
     rng = np.random.default_rng(3)
     codec = random_mixture(rng, 4 * 30)
     symbols = rng.integers(0, 256, (4, 30))
@@ -148,13 +141,13 @@ def test_lanes_code_each_message_as_if_alone():
     ids = np.array([4, 0, 2, 1])
     assert (codec.push_lanes(lanes, ids, symbols) == -1).all()
     for p, lane in enumerate(ids):
-        alone = AnsStack()
-        codec.take(slice(p * 30, (p + 1) * 30)).push(alone, symbols[p])
-        assert lanes.stack(lane).to_bytes() == alone.to_bytes()
-    assert lanes.stack(3).is_empty
+        alone = Stack()
+        alone.push(codec.take(slice(p * 30, (p + 1) * 30)), symbols[p])
+        assert lanes.message(lane) == alone.to_bytes()
+    assert lanes.is_empty(3)
     out, status = codec.pop_lanes(lanes, ids)
     assert (status == -1).all() and np.array_equal(out, symbols)
-    assert all(lanes.stack(j).is_empty for j in range(5))
+    assert all(lanes.is_empty(j) for j in range(5))
     _, status = codec.pop_lanes(lanes, ids)  # nothing left: every lane reports where it ran dry
     assert (status == 0).all()
 
@@ -206,13 +199,28 @@ def test_a_symbol_with_all_the_probability_mass_codes_and_decodes():
     assert (np.diff(q.cdf_table(), axis=1) == 1 << 20).any(axis=1).all()
     stack = seeded()
     before = stack.to_bytes()
-    z = q.pop(stack)  # costs nothing: each symbol is certain
+    z = stack.pop(q)  # costs nothing: each symbol is certain
     assert stack.to_bytes() == before
-    q.push(stack, z)
+    stack.push(q, z)
     assert stack.to_bytes() == before
     x = random_mixture(np.random.default_rng(5), 20)
     symbols = np.arange(20) * 7
-    x.push(stack, symbols)
-    q.push(stack, z)  # bits-back order: the certain push sits between other pushes and pops
-    assert np.array_equal(q.pop(stack), z) and np.array_equal(x.pop(stack), symbols)
+    stack.push(x, symbols)
+    stack.push(q, z)  # bits-back order: the certain push sits between other pushes and pops
+    assert np.array_equal(stack.pop(q), z) and np.array_equal(stack.pop(x), symbols)
     assert stack.to_bytes() == before
+
+
+def test_byte_strings_of_different_lengths_share_one_call():
+    lanes, ids = AnsLanes(3), np.array([2, 0, 1])
+    strings = [b"", b"seed header", bytes(range(256)) * 3]
+    assert (Bytes().push_lanes(lanes, ids, strings) == -1).all()
+    alone = Stack()
+    alone.push(Bytes(), strings[1])
+    assert lanes.message(0) == alone.to_bytes()
+    out, status = Bytes().pop_lanes(lanes, ids)
+    assert out == strings and (status == -1).all() and all(lanes.is_empty(j) for j in range(3))
+    stack = Stack()
+    stack.push(Uniform(2, 16), [0, 200])  # a length of 200 bytes on a message holding 32 bits
+    out, status = Bytes().pop_lanes(stack.lanes, stack.ids)
+    assert out == [None] and status[0] >= 0

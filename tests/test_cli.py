@@ -1,27 +1,18 @@
 """The CLI end to end, through a real subprocess (exit codes included)."""
 import json
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLE
-
-
-def bbarc(*args, check=True):
-    run = subprocess.run([sys.executable, "-m", "bbarc.cli", *map(str, args)], capture_output=True, text=True)
-    if check and run.returncode != 0:
-        raise AssertionError(f"bbarc {args} exited {run.returncode}: {run.stderr}")
-    return run
+from tests.helpers import SAMPLE, cli
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, mnist):
     tmp = tmp_path_factory.mktemp("cli")
     np.save(tmp / "in.npy", mnist[:40])
-    out = bbarc("compress", tmp / "in.npy", tmp / "a.bbarc", "--chunk-size", 15, "--json", "-q")
+    out = cli("compress", tmp / "in.npy", tmp / "a.bbarc", "--chunk-size", 15, "--json", "-q")
     return tmp, json.loads(out.stdout)
 
 
@@ -32,39 +23,40 @@ def test_compress_reports_json(archive):
 
 def test_decompress_get_info_verify(archive, mnist):
     tmp, _ = archive
-    bbarc("decompress", tmp / "a.bbarc", tmp / "out.npy", "-q")
+    cli("decompress", tmp / "a.bbarc", tmp / "out.npy", "-q")
     assert np.array_equal(np.load(tmp / "out.npy"), mnist[:40])
-    bbarc("get", tmp / "a.bbarc", 17, "-o", tmp / "one.npy")
+    cli("get", tmp / "a.bbarc", 17, "-o", tmp / "one.npy")
     assert np.array_equal(np.load(tmp / "one.npy"), mnist[17])
-    bbarc("get", tmp / "a.bbarc", "10:31", "-o", tmp / "range.npy")
+    cli("get", tmp / "a.bbarc", "10:31", "-o", tmp / "range.npy")
     assert np.array_equal(np.load(tmp / "range.npy"), mnist[10:31])
-    info = json.loads(bbarc("info", tmp / "a.bbarc", "--json").stdout)
+    info = json.loads(cli("info", tmp / "a.bbarc", "--json").stdout)
     meta = info["metadata"]
-    assert meta["model"]["id"] == "mnist-vae" and len(meta["model"]["weights_sha256"]) == 64
+    config = meta["model"]["config"]
+    assert config["id"] == "mnist-vae" and len(config["weights_sha256"]) == 64
     assert meta["item_count"] == 40 and [c["items"] for c in info["chunks"]] == [15, 15, 10]
-    assert meta["codec"]["scheme"] == "logistic-v1" and meta["model"]["obs_precision"] == 20
-    assert json.loads(bbarc("verify", tmp / "a.bbarc", "--deep", "--json", "-q").stdout)["ok"]
+    assert meta["codec"]["scheme"] == "logistic-v1" and config["obs_precision"] == 20
+    assert json.loads(cli("verify", tmp / "a.bbarc", "--deep", "--json", "-q").stdout)["ok"]
 
 
 def test_hdf5_in_and_out_with_dataset_key(tmp_path, mnist_binary):
     with h5py.File(tmp_path / "d.h5", "w") as f:
         f.create_dataset("grp/images", data=mnist_binary[:20])
         f.create_dataset("other", data=np.zeros(3))
-    bbarc("compress", f"{tmp_path / 'd.h5'}:/grp/images", tmp_path / "b.bbarc", "-m", "mnist-vae-binary", "-q")
-    bbarc("decompress", tmp_path / "b.bbarc", f"{tmp_path / 'o.h5'}:/x", "-q")
+    cli("compress", f"{tmp_path / 'd.h5'}:/grp/images", tmp_path / "b.bbarc", "-m", "mnist-vae-binary", "-q")
+    cli("decompress", tmp_path / "b.bbarc", f"{tmp_path / 'o.h5'}:/x", "-q")
     with h5py.File(tmp_path / "o.h5") as f:
         assert f["x"].dtype == np.uint8 and np.array_equal(f["x"][:], mnist_binary[:20])
-    missing = bbarc("compress", tmp_path / "d.h5", tmp_path / "c.bbarc", "--dataset", "/nope", check=False)
+    missing = cli("compress", tmp_path / "d.h5", tmp_path / "c.bbarc", "--dataset", "/nope", check=False)
     assert missing.returncode == 2 and "grp/images" in missing.stderr
     assert not (tmp_path / "c.bbarc").exists()
 
 
 def test_idx_input_with_labels_and_zstd_for_any_dtype(tmp_path):
-    bbarc("compress", SAMPLE, tmp_path / "s.bbarc", "-m", "zstd", "-c", 300, "-q")
+    cli("compress", SAMPLE, tmp_path / "s.bbarc", "-m", "zstd", "-c", 300, "-q")
     floats = np.random.default_rng(0).normal(size=(50, 3, 5)).astype(">f8")
     np.save(tmp_path / "f.npy", floats)
-    bbarc("compress", tmp_path / "f.npy", tmp_path / "f.bbarc", "-m", "zstd", "-c", 7, "-q")
-    bbarc("decompress", tmp_path / "f.bbarc", tmp_path / "f_out.npy", "-q")
+    cli("compress", tmp_path / "f.npy", tmp_path / "f.bbarc", "-m", "zstd", "-c", 7, "-q")
+    cli("decompress", tmp_path / "f.bbarc", tmp_path / "f_out.npy", "-q")
     out = np.load(tmp_path / "f_out.npy")
     assert out.shape == (50, 3, 5) and np.array_equal(out, floats)
 
@@ -90,8 +82,8 @@ def test_bad_input_gets_a_clear_message_and_distinct_exit_code(tmp_path, mnist, 
     np.save(tmp_path / "shape.npy", mnist[:3, :20])
     np.save(tmp_path / "empty.npy", mnist[:0])
     np.save(tmp_path / "u8.npy", mnist[:3])
-    bbarc("compress", tmp_path / "u8.npy", tmp_path / "ok.bbarc", "-m", "zstd", "-q")
-    run = bbarc(*[a.format(tmp=tmp_path) for a in args], check=False)
+    cli("compress", tmp_path / "u8.npy", tmp_path / "ok.bbarc", "-m", "zstd", "-q")
+    run = cli(*[a.format(tmp=tmp_path) for a in args], check=False)
     assert run.returncode == code, run.stderr
     assert message.lower() in run.stderr.lower()
     assert "Traceback" not in run.stderr
@@ -99,7 +91,7 @@ def test_bad_input_gets_a_clear_message_and_distinct_exit_code(tmp_path, mnist, 
 
 
 def test_models_lists_builtins_with_distribution_and_hooks():
-    data = json.loads(bbarc("models", "--json").stdout)
+    data = json.loads(cli("models", "--json").stdout)
     ids = {m["id"]: m for m in data["models"]}
     assert {"mnist-vae", "mnist-vae-binary", "zstd"} <= set(ids)
     assert ids["mnist-vae"]["distribution"] == "bbarc" and ids["mnist-vae"]["hooks"] == ["register_models"]
@@ -107,7 +99,7 @@ def test_models_lists_builtins_with_distribution_and_hooks():
 
 
 def test_bench_reports_bbarc_and_baselines_with_a_plot(tmp_path):
-    run = bbarc("bench", SAMPLE, "--limit", 30, "--chunk-size", 10, "--json", "--plot", tmp_path / "p.png")
+    run = cli("bench", SAMPLE, "--limit", 30, "--chunk-size", 10, "--json", "--plot", tmp_path / "p.png")
     rows = {r["codec"]: r for r in json.loads(run.stdout)["rows"]}
     assert {"xz -9e", "zstd -19", "gzip -9", "bzip2 -9", "PNG (per image, optimize)"} <= set(rows)
     assert all(r["identical"] for r in rows.values())
@@ -117,5 +109,5 @@ def test_bench_reports_bbarc_and_baselines_with_a_plot(tmp_path):
     bb = rows["bbarc mnist-vae (chunk 10)"]
     assert bb["startup_s"] > 0 and report["compress_speed_vs_xz_9e"] == pytest.approx(
         bb["compress_items_per_cpu_s"] / rows["xz -9e"]["compress_items_per_cpu_s"])
-    table = bbarc("bench", SAMPLE, "--limit", 12, "--chunk-size", 6)
+    table = cli("bench", SAMPLE, "--limit", 12, "--chunk-size", 6)
     assert "as many items per CPU-second as xz -9e" in " ".join(table.stdout.split())

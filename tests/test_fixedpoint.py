@@ -36,7 +36,6 @@ GOLDEN_GRIDS = "3e851364cd935af3"
 
 
 def test_sigmoid_table_tops_out_at_one_exactly():
-    """The kernels replace a division by the sigmoid's top value with a shift for one-component codecs."""
-    from bbarc import kernels
-
-    assert fp.sigmoid_table()[-1] == 1 << kernels.SIG_BITS == 1 << fp.SIG_BITS
+    """The kernels replace a division by the sigmoid's top value with a shift (by ``fp.SIG_BITS``) for
+    one-component codecs."""
+    assert fp.sigmoid_table()[-1] == 1 << fp.SIG_BITS

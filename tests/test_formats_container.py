@@ -201,7 +201,7 @@ def test_text_mode_mangling_is_named(tmp_path):
         ArchiveReader(path)
 
 
-@pytest.mark.parametrize("version", [0, 2, 65535])
+@pytest.mark.parametrize("version", [0, 3, 65535])
 def test_wrong_version(tmp_path, version):
     path = tmp_path / "a.bbarc"
     make_archive(path)

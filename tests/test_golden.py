@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bbarc
-from tests.golden.make_golden import golden_inputs
+from tests.golden.make_golden import CASES_OF_VERSION, golden_inputs
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = golden_inputs()
@@ -16,7 +16,7 @@ def test_golden_archive_decodes(path, tmp_path):
     name = path.name.rsplit("-v", 1)[0]
     model, items, labels, chunk = CASES[name]
     with bbarc.open(path) as a:
-        assert a.model_id == model and a.metadata["chunk_size"] == chunk
+        assert a.model_id == model and a.metadata.chunk_size == chunk
         assert a.dtype == items.dtype.newbyteorder("=") and a.shape == items.shape
         assert np.array_equal(a[:], items)
         a.extract(str(tmp_path / "out.npy"))
@@ -28,7 +28,8 @@ def test_golden_archive_decodes(path, tmp_path):
 
 
 def test_every_golden_case_has_a_file():
-    assert {p.name.rsplit("-v", 1)[0] for p in GOLDEN.glob("*.bbarc")} == set(CASES)
+    for version, cases in CASES_OF_VERSION.items():
+        assert {p.name.rsplit("-v", 1)[0] for p in GOLDEN.glob(f"*-v{version}.bbarc")} == set(cases)
 
 
 def test_archives_of_earlier_weights_still_decode():
@@ -39,6 +40,6 @@ def test_archives_of_earlier_weights_still_decode():
 
     for name in ("mnist-vae", "mnist-vae-binary"):
         with bbarc.open(GOLDEN / f"{name}-v1.bbarc") as a:
-            sha = a.metadata["model"]["weights_sha256"]
+            sha = a.metadata.model.weights_sha256
             assert sha != default_registry().bind(name, ItemSpec((28, 28), "uint8")).weights_sha256()
             assert a.model().weights_sha256() == sha

@@ -1,0 +1,149 @@
+"""How coding work runs: thread limits for the coder, lockstep sizing, worker pools, and the one ordered
+orchestration that compression and decompression share (``run_ordered``).
+
+Nothing here knows about archives or models, so that every layer may use it; it imports only ``bbarc.errors``.
+"""
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import ExitStack, closing
+from typing import Any, TypeVar
+
+from threadpoolctl import ThreadpoolController
+
+from bbarc.errors import UsageError
+
+G = TypeVar("G")
+R = TypeVar("R")
+
+# Memory one lockstep group of chunks may hold in items (per worker): more chains share each network call, but
+# all their items sit in memory at once.
+LOCKSTEP_BYTES = 64 << 20
+MAX_LOCKSTEP = 64
+
+
+def auto_lockstep(chunk_size: int, item_bytes: int) -> int:
+    """How many chunks to code in lockstep: as many as fit in ``LOCKSTEP_BYTES`` of items, 1 to ``MAX_LOCKSTEP``."""
+    return int(min(MAX_LOCKSTEP, max(1, LOCKSTEP_BYTES // max(1, chunk_size * item_bytes))))
+
+
+def lockstep_groups(items: Iterable[G], lockstep: int) -> Iterator[list[G]]:
+    """Consecutive lists of ``lockstep`` items (the last may be shorter), consumed lazily: the chunks coded
+    together."""
+    if not isinstance(lockstep, int) or lockstep < 1:
+        raise UsageError(f"lockstep must be a positive integer, got {lockstep!r}")
+    return _batched(iter(items), lockstep)
+
+
+def _batched(items: Iterator[G], n: int) -> Iterator[list[G]]:
+    group: list[G] = []
+    for item in items:
+        group.append(item)
+        if len(group) == n:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def single_threaded(fn):
+    """Run ``fn`` with the process's BLAS/OpenMP pools limited to one thread.
+
+    The coder's network calls are small matrix products, one per item: multi-threaded BLAS (or OpenMP, which
+    torch's int8 products use) makes them slower and spends more CPU time (see ``benchmarks/results/``), so coding
+    runs them on one thread; use ``workers`` for parallelism. Exactness does not depend on this (see
+    ``bbarc.plugins.intnet``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _thread_pools().limit(limits=1):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+_pools: tuple[int, ThreadpoolController] | None = None
+
+
+def _thread_pools() -> ThreadpoolController:
+    """The process's thread pools (BLAS, OpenMP). Finding them is slow next to one random-access read, which would
+    pay it every time, so they are looked up again only after new modules (and so maybe new libraries) loaded."""
+    global _pools
+    if _pools is None or _pools[0] != len(sys.modules):
+        _pools = (len(sys.modules), ThreadpoolController())
+    return _pools[1]
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: forking a process that holds BLAS/numba threads can deadlock.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def in_order(pool: Executor, jobs: Iterable[tuple[Any, tuple]], max_in_flight: int) -> Iterator[tuple[Any, Any]]:
+    """Submit ``(key, (fn, *args))`` jobs, yield ``(key, result)`` in submission order, keeping at most
+    ``max_in_flight`` jobs (and so their data) alive at once. Jobs not yet started are cancelled on close."""
+    pending: deque = deque()
+    try:
+        for key, (fn, *args) in jobs:
+            pending.append((key, pool.submit(fn, *args)))
+            while len(pending) >= max_in_flight:
+                key0, future = pending.popleft()
+                yield key0, future.result()
+        while pending:
+            key0, future = pending.popleft()
+            yield key0, future.result()
+    finally:
+        for _, future in pending:
+            future.cancel()
+
+
+def run_ordered(
+    groups: Iterable[G],
+    *,
+    local: Callable[[G, Callable[[int], None] | None], R],
+    remote: Callable[[G], tuple],
+    size: Callable[[G], int],
+    workers: int = 1,
+    executor: Executor | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[G, R]]:
+    """Do the work of each group and yield ``(group, result)`` in the order of ``groups``.
+
+    Without a pool (``workers == 1`` and no ``executor``) each group runs here: ``local(group, tick)``. Otherwise
+    ``remote(group)`` gives a picklable ``(fn, *args)`` call, submitted to ``executor`` or to a spawned process
+    pool of ``workers``; at most ``2 * max(workers, 2)`` groups are in flight, so memory stays bounded however long
+    ``groups`` is (it is consumed lazily). ``progress(k)`` advances by ``size(group)`` per group in all: ``local``
+    may report finer steps through ``tick`` (None without ``progress``), and what it left out is reported when
+    its group is done.
+
+    Close it (``contextlib.closing``) when the consumer may stop early, so that the pool shuts down then."""
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a positive integer, got {workers!r}")
+    with ExitStack() as stack:
+        pool = executor or (stack.enter_context(process_pool(workers)) if workers > 1 else None)
+        if pool is None:
+            for group in groups:
+                done = [0]
+
+                def tick(k: int) -> None:
+                    done[0] += k
+                    if progress:
+                        progress(k)
+
+                result = local(group, tick if progress else None)
+                if progress and size(group) > done[0]:
+                    progress(size(group) - done[0])
+                yield group, result
+        else:
+            # Closed before the pool (the stack unwinds in reverse), so queued jobs are cancelled, not waited for.
+            results = stack.enter_context(closing(in_order(pool, ((g, remote(g)) for g in groups),
+                                                           2 * max(workers, 2))))
+            for group, result in results:
+                if progress:
+                    progress(size(group))
+                yield group, result

@@ -1,0 +1,30 @@
+"""What several test modules share (tests import this, never one another)."""
+import gzip
+import subprocess
+import sys
+from importlib.resources import files
+
+import numpy as np
+
+SAMPLE = files("bbarc") / "samples" / "mnist-t10k-first1000-images-idx3-ubyte.gz"
+
+
+def load_sample() -> np.ndarray:
+    raw = gzip.decompress(SAMPLE.read_bytes())
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+
+
+def cli(*args, check=True) -> subprocess.CompletedProcess:
+    """Run the ``bbarc`` command line in a subprocess, as a user would (exit codes included)."""
+    run = subprocess.run([sys.executable, "-m", "bbarc.cli", *map(str, args)], capture_output=True, text=True)
+    if check and run.returncode != 0:
+        raise AssertionError(f"bbarc {args} exited {run.returncode}: {run.stderr}")
+    return run
+
+
+def bound_model(model_id: str, shape=(28, 28), dtype="uint8"):
+    """Built-in family ``model_id`` bound to items of ``shape``/``dtype`` (the model compress would use)."""
+    from bbarc.model import ItemSpec
+    from bbarc.registry import default_registry
+
+    return default_registry().bind(model_id, ItemSpec(shape, dtype))
