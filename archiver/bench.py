@@ -1,8 +1,10 @@
-"""``bbarc bench``: bbarc against general-purpose compressors on the same data, measured in the same run.
+"""The one home of bbarc's measuring: ``bbarc bench`` calls ``bench``, and the scripts in ``benchmarks/`` build
+their data sets and call the functions below, so every figure in ``benchmarks/results/`` is measured one way.
 
-Reports bits/dim and images/s (wall clock and per CPU-second of this process and its workers) for compression
-and decompression, and can save a rate-vs-speed plot. bbarc's one-time start-up (reading the model's weights,
-loading the compiled coder) is measured apart, as ``startup_s``, so the speeds are those of a running coder.
+``bench`` reports bits/dim and items/s (wall clock and per CPU-second of this process and its workers) for
+compression and decompression, bbarc next to general-purpose compressors on the same data in the same run.
+bbarc's one-time start-up (reading the model's weights, loading the compiled coder) is measured apart, as
+``startup_s``, so the speeds are those of a running coder.
 """
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ import bz2
 import gzip
 import io
 import lzma
+import re
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -43,7 +48,8 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _measure(fn):
+def measure(fn):
+    """``(fn(), wall seconds, CPU seconds of this process and its finished children)``."""
     wall, cpu = time.perf_counter(), _cpu()
     out = fn()
     return out, time.perf_counter() - wall, _cpu() - cpu
@@ -54,6 +60,15 @@ def _optional(module: str):
         return __import__(module, fromlist=["_"])
     except ImportError:
         raise UsageError(f"`bbarc bench` needs {module.split('.')[0]}: pip install 'bbarc[bench]'") from None
+
+
+def load_items(source, dataset: str | None = None, limit: int | None = None) -> np.ndarray:
+    """The first ``limit`` (default: all) items of a dataset, in memory."""
+    with open_source(source, dataset) as src:
+        n = min(len(src), limit) if limit else len(src)
+        if n == 0:
+            raise UsageError(f"{src.description} holds no items to benchmark")
+        return src.read(0, n)
 
 
 def _png(items: np.ndarray) -> tuple:
@@ -95,36 +110,48 @@ def baselines(items: np.ndarray) -> dict:
     return coders
 
 
-def bench(source, model: str = "mnist-vae", chunk_size: int = pipeline.DEFAULT_CHUNK, dataset: str | None = None,
-          limit: int | None = None, workers: int = 1, progress=None) -> list[BenchRow]:
-    with open_source(source, dataset) as src:
-        n = min(len(src), limit) if limit else len(src)
-        if n == 0:
-            raise UsageError(f"{src.description} holds no items to benchmark")
-        items = src.read(0, n)
-    raw = items.tobytes()
-    rows = []
+def baseline_rows(items: np.ndarray, progress=None) -> list[BenchRow]:
+    """Each general-purpose compressor on the items' raw bytes: compressed, decompressed and compared."""
+    raw, rows = items.tobytes(), []
     for name, (enc, dec) in baselines(items).items():
-        blob, cw, cc = _measure(lambda: enc(raw))
-        back, dw, dc = _measure(lambda: dec(blob))
-        rows.append(_row(name, 8 * len(blob) / items.size, n, cw, dw, cc, dc, back == raw))
+        blob, cw, cc = measure(lambda: enc(raw))
+        back, dw, dc = measure(lambda: dec(blob))
+        rows.append(_row(name, 8 * len(blob) / items.size, len(items), cw, dw, cc, dc, back == raw))
         if progress:
             progress(name)
-    with tempfile.TemporaryDirectory() as tmp:
-        path, out = Path(tmp) / "bench.bbarc", Path(tmp) / "out.npy"
-        _, startup, _ = _measure(lambda: _warm_up(items[:2], Path(tmp), model))
-        result, cw, cc = _measure(lambda: pipeline.compress(items, path, model=model, chunk_size=chunk_size,
-                                                            workers=workers))
-        _, dw, dc = _measure(lambda: api.decompress(path, out, workers=workers))
-        same = np.array_equal(np.load(out), items)
-        row = _row(f"bbarc {model} (chunk {chunk_size})", result.bits_per_dim, n, cw, dw, cc, dc, same)
-        rows.append(replace(row, startup_s=startup))
     return rows
 
 
-def _warm_up(items: np.ndarray, tmp: Path, model: str) -> None:
-    pipeline.compress(items, tmp / "warm.bbarc", model=model, chunk_size=len(items))
-    api.decompress(tmp / "warm.bbarc", tmp / "warm.npy")
+def bbarc_row(items: np.ndarray, model, chunk_size: int, path, workers: int = 1) -> BenchRow:
+    """bbarc compressing ``items`` to ``path`` (left there for the caller) and decompressing them again; start-up
+    (a two-item round trip first) is measured apart."""
+    path = Path(path)
+    _, startup, _ = measure(lambda: _round_trip(items[:2], path.with_suffix(".warm.bbarc"), model, 2))
+    result, cw, cc = measure(lambda: pipeline.compress(items, path, model=model, chunk_size=chunk_size,
+                                                       workers=workers))
+    out = path.with_suffix(".out.npy")
+    _, dw, dc = measure(lambda: api.decompress(path, out, workers=workers))
+    same = np.array_equal(np.load(out), items)
+    out.unlink()
+    name = f"bbarc {getattr(model, 'id', model)} (chunk {chunk_size})"
+    return replace(_row(name, result.bits_per_dim, len(items), cw, dw, cc, dc, same), startup_s=startup)
+
+
+def _round_trip(items: np.ndarray, path: Path, model, chunk_size: int) -> None:
+    pipeline.compress(items, path, model=model, chunk_size=chunk_size)
+    api.decompress(path, path.with_suffix(".npy"))
+    path.unlink()
+    path.with_suffix(".npy").unlink()
+
+
+def bench(source, model, chunk_size: int = pipeline.DEFAULT_CHUNK, dataset: str | None = None,
+          limit: int | None = None, workers: int = 1, progress=None) -> list[BenchRow]:
+    """``bbarc bench``: the baselines, then bbarc with ``model`` (an id or a Model), on the same items."""
+    items = load_items(source, dataset, limit)
+    rows = baseline_rows(items, progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(bbarc_row(items, model, chunk_size, Path(tmp) / "bench.bbarc", workers))
+    return rows
 
 
 def speed_ratio(rows: list[BenchRow], baseline: str = "xz -9e") -> float | None:
@@ -140,6 +167,88 @@ def _row(name, bpd, n, cw, dw, cc, dc, identical) -> BenchRow:
     per = lambda t: n / t if t > 0 else float("inf")  # noqa: E731
     return BenchRow(name, bpd, per(cw), per(dw), per(cc), per(dc), bool(identical))
 
+
+# -- random access ------------------------------------------------------------------------------------------
+
+_FRESH_READ = """
+import sys, time
+t = time.perf_counter()
+import bbarc
+with bbarc.open(sys.argv[1]) as a:
+    a[int(sys.argv[2])]
+print(time.perf_counter() - t)
+"""
+
+
+def read_latencies(path, picks: list[int], expected: np.ndarray | None = None) -> tuple[list[float], bool]:
+    """Seconds to read each item in ``picks`` through ``bbarc.open(path, cache_chunks=0)`` (every read decodes
+    from scratch), and whether every item equals ``expected[i]``. The last item is read first, untimed: loading
+    the model and the compiled coder is start-up (``fresh_process_read``), not latency."""
+    seconds, same = [], True
+    with api.open(path, cache_chunks=0) as archive:
+        archive[len(archive) - 1]
+        for i in picks:
+            item, wall, _ = measure(lambda: archive[i])
+            seconds.append(wall)
+            same = same and (expected is None or bool(np.array_equal(item, expected[i])))
+    return seconds, same
+
+
+def fresh_process_read(path, index: int) -> float:
+    """Seconds a new Python process takes to import bbarc, open the archive and read one item."""
+    proc = subprocess.run([sys.executable, "-c", _FRESH_READ, str(path), str(index)], check=True,
+                          capture_output=True, text=True)
+    return float(proc.stdout)
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1e3
+    return dict(median_ms=round(float(np.median(ms)), 2), p90_ms=round(float(np.percentile(ms, 90)), 2),
+                max_ms=round(float(ms.max()), 2))
+
+
+# -- a whole command: time, CPU and memory -----------------------------------------------------------------
+
+def measure_command(cmd: list[str], interval: float = 0.1) -> dict:
+    """Run ``cmd`` under GNU time (``/usr/bin/time -v``): wall seconds, and from GNU time the CPU seconds and the
+    largest process's peak RSS; plus the peak RSS and PSS summed over the process and all its descendants,
+    sampled every ``interval`` seconds (psutil; PSS counts shared pages such as library code once, split between
+    the processes that map them). Raises UsageError if the command fails."""
+    wall = time.perf_counter()
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    tree_rss, tree_pss = _peak_tree_memory(proc, interval)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - wall
+    if proc.returncode:
+        raise UsageError(f"{' '.join(cmd)} failed: {stderr[-2000:]}")
+    field = lambda label: float(re.search(rf"{label}: (\S+)", stderr).group(1))  # noqa: E731
+    cpu = field(r"User time \(seconds\)") + field(r"System time \(seconds\)")
+    return dict(stdout=stdout, wall_s=wall, cpu_s=cpu,
+                largest_rss_bytes=int(field(r"Maximum resident set size \(kbytes\)")) * 1024,
+                tree_rss_bytes=tree_rss, tree_pss_bytes=tree_pss)
+
+
+def _peak_tree_memory(proc: subprocess.Popen, interval: float) -> tuple[int, int]:
+    psutil = _optional("psutil")
+    root, peak_rss, peak_pss = psutil.Process(proc.pid), 0, 0
+    while proc.poll() is None:
+        try:
+            procs = [p for p in (root, *root.children(recursive=True)) if p.is_running()]
+            peak_rss = max(peak_rss, sum(p.memory_info().rss for p in procs))
+            peak_pss = max(peak_pss, sum(_pss(p.pid) for p in procs))
+        except (psutil.Error, OSError):
+            pass  # a process ended between listing and reading it
+        time.sleep(interval)
+    return peak_rss, peak_pss
+
+
+def _pss(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return int(f.read().split("Pss:")[1].split()[0]) * 1024
+
+
+# -- output ------------------------------------------------------------------------------------------------
 
 def plot(rows: list[BenchRow], path, title: str) -> None:
     _optional("matplotlib").use("Agg")
@@ -163,4 +272,3 @@ def plot(rows: list[BenchRow], path, title: str) -> None:
 
 def as_dicts(rows: list[BenchRow]) -> list[dict]:
     return [asdict(r) for r in rows]
-

@@ -1,11 +1,12 @@
 """Coding speed and rate of the MNIST VAEs against general-purpose compressors (issue 4's acceptance figures).
 
-    python benchmarks/speed.py [--chunk-size 256] [--limit N] [--out benchmarks/results]
+    python benchmarks/speed.py --data DIR [--chunk-size 256] [--limit N] [--out benchmarks/results]
 
-For each of mnist-vae (8-bit test set) and mnist-vae-binary (stochastically binarised test set, seed 0, as in
-benchmarks/mnist_rates.py) this runs ``bbarc bench`` (bbarc, gzip, bzip2, xz, zstd and PNG in the same run, one
-process), then compares the chunked rate with one chain over the whole set. Prints a summary, writes
-speed-<model>.json and a rate-vs-speed plot per model.
+``DIR`` holds MNIST's IDX files (or set $BBARC_DATA). For each of mnist-vae (8-bit test set) and
+mnist-vae-binary (stochastically binarised test set, seed 0, as in benchmarks/mnist_rates.py) this runs
+``bbarc bench`` (bbarc, gzip, bzip2, xz, zstd and PNG in the same run, one process), then compares the chunked
+rate with one chain over the whole set. Prints a summary, writes speed-<model>.json and a rate-vs-speed plot
+per model.
 """
 from __future__ import annotations
 
@@ -18,20 +19,21 @@ import numpy as np
 
 import bbarc
 from bbarc import bench
-from bbarc.formats.inputs import open_source
+from bbarc.formats.idx import read_idx
+from bbarc.plugins.training.data import TEST, add_data_argument
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
 TARGETS = {"mnist-vae": (5000, None), "mnist-vae-binary": (15000, 0.196)}  # items per CPU-second, bits/dim
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_argument(ap)
     ap.add_argument("--chunk-size", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--models", nargs="+", default=list(TARGETS))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
-    x = open_source(DATA).read(0, 10000)[: args.limit]
+    x = read_idx(args.data / TEST)[: args.limit]
     data = {"mnist-vae": x, "mnist-vae-binary": (np.random.RandomState(0).random_sample(x.shape) < x / 255.0)
             .astype(np.uint8)}
     args.out.mkdir(parents=True, exist_ok=True)

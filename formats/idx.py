@@ -1,4 +1,5 @@
-"""MNIST IDX files (raw or gzip): header parsing and a streaming ``IdxSource``.
+"""MNIST IDX files (raw or gzip): header parsing, a streaming ``IdxSource`` and ``read_idx`` (a whole file at
+once, as the training scripts load MNIST). The one IDX parser of bbarc.
 
 Layout: two zero bytes, a dtype code, the number of dims, then that many big-endian u32 dims,
 then the values in C order, big-endian.
@@ -100,3 +101,9 @@ class IdxSource(Source):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def read_idx(path) -> np.ndarray:
+    """The whole array stored in an IDX file (raw or ``.gz``), in native byte order; UsageError if unreadable."""
+    with IdxSource(os.fspath(path)) as src:
+        return src.read(0, len(src))

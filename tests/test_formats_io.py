@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bbarc.errors import UsageError
+from bbarc.formats.idx import read_idx
 from bbarc.formats.inputs import open_source
 from bbarc.formats.outputs import open_sink
 
@@ -73,6 +74,17 @@ def test_idx_1d_labels(tmp_path):
         np.testing.assert_array_equal(src.read(1, 4), labels[1:4])
 
 
+@pytest.mark.parametrize("suffix", ["-ubyte", "-ubyte.gz"])
+def test_read_idx_whole_file(tmp_path, suffix):
+    expected = sample(np.int16)
+    got = read_idx(write_idx(tmp_path / f"data-idx3{suffix}", expected))
+    assert got.dtype == np.dtype(np.int16) and got.dtype.isnative
+    np.testing.assert_array_equal(got, expected)
+    (tmp_path / "bad-ubyte").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(UsageError, match="not an IDX file"):
+        read_idx(tmp_path / "bad-ubyte")
+
+
 def test_idx_bad_files(tmp_path):
     good = write_idx(tmp_path / "a-ubyte", sample(np.uint8)).read_bytes()
     (tmp_path / "short-ubyte").write_bytes(good[:-1])
@@ -122,6 +134,7 @@ def test_real_mnist():
         images = np.concatenate([block for _, block in src.iter_blocks(4096)])
         assert hashlib.md5(raw[16:]).hexdigest() == hashlib.md5(images.tobytes()).hexdigest()
         np.testing.assert_array_equal(src.read(9998, 10000), images[9998:])
+    np.testing.assert_array_equal(read_idx(gz), images)
 
 
 # -- npy ----------------------------------------------------------------------------------------

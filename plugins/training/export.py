@@ -1,6 +1,6 @@
 """Quantise a trained float checkpoint into the integer weights file a plugin ships.
 
-    python -m bbarc.plugins.training.export build/train/mnist-vae.pt plugins/weights/mnist-vae-2.npz
+    python -m bbarc.plugins.training.export build/train/mnist-vae.pt plugins/weights/mnist-vae-2.npz --data DIR
 
 Weights become integers per output row and activations integers with a scale calibrated on training images. By
 default: 14-bit weights and 8-bit activations rounded to nearest, which the int8 backend of ``bbarc.plugins.intnet``
@@ -20,7 +20,7 @@ import torch
 
 from bbarc import fixedpoint as fp
 from bbarc.plugins.intnet import ACT_MAX, INT8_IN_MAX, INT8_WEIGHT_MAX, WEIGHT_MAX, IntMLP, save_weights
-from bbarc.plugins.training.train_vae import DEFAULT_DATA, load_idx_images
+from bbarc.plugins.training.data import TRAIN, add_data_argument, load_images
 from bbarc.plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN, MLPVAE
 
 
@@ -78,7 +78,7 @@ def export_arguments(doc: str, calibration: int, schemes: bool = False) -> argpa
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_argument(ap)
     ap.add_argument("--calibration", type=int, default=calibration, help="training images used to calibrate ranges")
     if schemes:
         ap.add_argument("--float64", action="store_true",
@@ -92,7 +92,7 @@ def main() -> None:
     cfg = ckpt["config"]
     model = MLPVAE(**cfg)
     model.load_state_dict(ckpt["state_dict"])
-    train = load_idx_images(args.data / "train-images-idx3-ubyte.gz")[: args.calibration].astype(np.float64)
+    train = load_images(args.data, TRAIN)[: args.calibration].astype(np.float64)
     binary = cfg["kind"] == "binary"
     if binary:
         train = (np.random.RandomState(1).random_sample(train.shape) < train / 255.0).astype(np.float64)

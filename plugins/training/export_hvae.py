@@ -1,6 +1,6 @@
 """Quantise a trained ``mnist-hvae`` checkpoint into the integer weights file the plugin ships.
 
-    python -m bbarc.plugins.training.export_hvae build/train/mnist-hvae.pt plugins/weights/mnist-hvae.npz
+    python -m bbarc.plugins.training.export_hvae build/train/mnist-hvae.pt plugins/weights/mnist-hvae.npz --data DIR
 
 Per output channel 15-bit weights; 16-bit activations whose scales are calibrated on training images (the
 largest value seen, with 25 % headroom). See ``bbarc.plugins.intconv`` for why inference is then exact.
@@ -18,7 +18,7 @@ from bbarc import fixedpoint as fp
 from bbarc.plugins.intconv import ACT_MAX, WEIGHT_MAX, Conv, IntConvNet, Relu, Residual, Shuffle, save_nets
 from bbarc.plugins.training.export import export_arguments
 from bbarc.plugins.training.hvae import HVAE, ResBlock, sample, split_logistic
-from bbarc.plugins.training.train_vae import load_idx_images
+from bbarc.plugins.training.data import TRAIN, load_images
 from bbarc.plugins.training.vae import LATENT_LOG_SCALE_MIN, LOG_SCALE_MIN
 
 HEADROOM = 1.25
@@ -90,7 +90,7 @@ def main() -> None:
     model = HVAE(**ckpt["config"])
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    x = torch.from_numpy(load_idx_images(args.data / "train-images-idx3-ubyte.gz")[: args.calibration]
+    x = torch.from_numpy(load_images(args.data, TRAIN)[: args.calibration]
                          .astype(np.float32).reshape(-1, 1, 28, 28))
     one = float(1 << fp.POS_BITS)
     torch.manual_seed(0)

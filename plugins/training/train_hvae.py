@@ -1,6 +1,6 @@
-"""Train ``mnist-hvae`` (2 CPU cores: about an hour; a GPU is used when present).
+"""Train ``mnist-hvae`` on MNIST (a GPU is used when present; times: README "Training the built-in models").
 
-    python -m bbarc.plugins.training.train_hvae --out build/train/mnist-hvae.pt --minutes 60
+    python -m bbarc.plugins.training.train_hvae --data DIR --out build/train/mnist-hvae.pt --minutes 60
 
 Writes a float checkpoint after every epoch (best test -ELBO kept) and can resume from it (``--resume``);
 ``bbarc.plugins.training.export_hvae`` turns it into the integer weights file shipped with the plugin.
@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from bbarc.plugins.training.hvae import HVAE
-from bbarc.plugins.training.train_vae import DEFAULT_DATA, load_idx_images
+from bbarc.plugins.training.data import TEST, TRAIN, add_data_argument, load_images
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_argument(ap)
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--minutes", type=float, default=60.0, help="stop after this much wall time")
     ap.add_argument("--batch", type=int, default=64)
@@ -41,8 +41,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     load = lambda name: torch.from_numpy(  # noqa: E731
-        load_idx_images(args.data / name)[: args.limit].astype(np.float32).reshape(-1, 1, 28, 28)).to(device)
-    train, test = load("train-images-idx3-ubyte.gz"), load("t10k-images-idx3-ubyte.gz")
+        load_images(args.data, name)[: args.limit].astype(np.float32).reshape(-1, 1, 28, 28)).to(device)
+    train, test = load(TRAIN), load(TEST)
 
     model = HVAE(width=args.width).to(device)
     opt = torch.optim.Adamax(model.parameters(), lr=args.lr)

@@ -1,7 +1,9 @@
 """Train a built-in MLP VAE on MNIST (2 CPU cores are enough; a GPU is used when present).
 
-    python -m bbarc.plugins.training.train_vae --kind 8bit --out build/train/mnist-vae.pt
-    python -m bbarc.plugins.training.train_vae --kind binary --out build/train/mnist-vae-binary.pt
+    python -m bbarc.plugins.training.train_vae --kind 8bit --data DIR --out build/train/mnist-vae.pt
+    python -m bbarc.plugins.training.train_vae --kind binary --data DIR --out build/train/mnist-vae-binary.pt
+
+``DIR`` holds MNIST's IDX files (or set ``$BBARC_DATA`` instead of ``--data``).
 
 Writes a float checkpoint after every epoch (best test -ELBO kept); ``bbarc.plugins.training.export`` turns it into the
 integer weights file shipped with the plugin.
@@ -9,7 +11,6 @@ integer weights file shipped with the plugin.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import time
@@ -18,23 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bbarc.plugins.training.data import TEST, TRAIN, add_data_argument, load_images
 from bbarc.plugins.training.vae import MLPVAE
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
-
-
-def load_idx_images(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows * cols)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", choices=["8bit", "binary"], required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_argument(ap)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--minutes", type=float, default=60.0, help="stop after this much wall time")
     ap.add_argument("--batch", type=int, default=100)
@@ -51,9 +44,9 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train_u8 = load_idx_images(args.data / "train-images-idx3-ubyte.gz")[: args.limit]
+    train_u8 = load_images(args.data, TRAIN)[: args.limit]
     train = torch.from_numpy(train_u8.astype(np.float32)).to(device)
-    test_u8 = load_idx_images(args.data / "t10k-images-idx3-ubyte.gz")[: args.limit]
+    test_u8 = load_images(args.data, TEST)[: args.limit]
     if args.kind == "binary":
         # The fixed evaluation binarisation used by the product's acceptance test; training binarises afresh each epoch.
         test_np = (np.random.RandomState(0).random_sample(test_u8.shape) < test_u8 / 255.0).astype(np.float32)
