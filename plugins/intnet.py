@@ -41,6 +41,8 @@ def _torch():
 
         rng = np.random.default_rng(0)
         a, b = rng.integers(-128, 128, (3, 40)), rng.integers(-128, 128, (40, 24))
+        # and the extremes, whose sums overflow a build that accumulates in 16 bits or saturates
+        a, b = np.vstack([a, np.full(40, -128), np.full(40, 127)]), np.hstack([b, np.full((40, 2), -128)])
         got = torch._int_mm(torch.from_numpy(a.astype(np.int8)), torch.from_numpy(b.astype(np.int8))).numpy()
         if not np.array_equal(got, a @ b):
             return None

@@ -1,12 +1,13 @@
-from pathlib import Path
+import os
 
 import numpy as np
 import pytest
 
-from tests.helpers import SAMPLE, load_sample  # noqa: F401 - other test modules import them from here too
+from tests.helpers import load_sample
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+# bbarc's tests run isolated from installed third-party plugins (the registry loads only the built-ins); this
+# reaches the subprocesses the tests start too. Plugin tests build their own registries.
+os.environ["BBARC_LOAD_PLUGINS"] = ""
 
 
 @pytest.fixture(scope="session")

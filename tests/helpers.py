@@ -1,17 +1,22 @@
 """What several test modules share (tests import this, never one another)."""
-import gzip
 import subprocess
 import sys
-from importlib.resources import files
+from importlib.resources import as_file, files
+from pathlib import Path
 
 import numpy as np
 
+from bbarc.formats.idx import read_idx
+
 SAMPLE = files("bbarc") / "samples" / "mnist-t10k-first1000-images-idx3-ubyte.gz"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"  # the real data sets, where the checkout has them
 
 
 def load_sample() -> np.ndarray:
-    raw = gzip.decompress(SAMPLE.read_bytes())
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+    """The 1,000 MNIST test images bundled with the package."""
+    with as_file(SAMPLE) as path:
+        return read_idx(path)
 
 
 def cli(*args, check=True) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import pytest
 
 import bbarc
 from bbarc import bench
-from tests.conftest import SHARED_MNIST
+from tests.helpers import SHARED_MNIST
 
 ROOT = Path(__file__).resolve().parents[1]
 

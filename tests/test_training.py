@@ -8,7 +8,7 @@ from bbarc.conformance import check_model
 from bbarc.plugins.mnist_hvae import MnistHVAE
 from bbarc.plugins.mnist_vae import MnistVAE
 from bbarc.plugins.weightfiles import WeightsFile
-from tests.conftest import SHARED_MNIST
+from tests.helpers import SHARED_MNIST
 
 needs_mnist = pytest.mark.skipif(not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(),
                                  reason="needs MNIST in ../shared/data/mnist")

@@ -25,7 +25,7 @@ CASES_OF_VERSION = {
 
 def golden_inputs() -> dict[str, tuple[str, np.ndarray, np.ndarray | None, int]]:
     """name -> (model, items, labels, chunk size): rebuilt identically by the test from bundled data."""
-    from tests.conftest import load_sample
+    from tests.helpers import load_sample
 
     x = load_sample()[:24]
     binary = (np.random.RandomState(0).random_sample(x.shape) < x / 255.0).astype(np.uint8)
