@@ -63,6 +63,7 @@ class Registry:
             self.pm.register(plugin)
             self._dists[self.pm.get_name(plugin)] = ("(not installed)", "")
         self._entries: dict[str, FamilyEntry] | None = None
+        self._bound: dict[tuple[str, ItemSpec], Model] = {}
 
     def _load_entry_points(self, names: set[str] | None) -> None:
         for ep in entry_points(group=hookspecs.PROJECT):
@@ -114,8 +115,12 @@ class Registry:
         return self.entries[model_id]
 
     def bind(self, model_id: str, spec: ItemSpec) -> Model:
-        """The model of family ``model_id`` for items of ``spec`` (UsageError if the family cannot code them)."""
-        return _checked(self.entry(model_id).family.bind(spec), model_id, "bind")
+        """The model of family ``model_id`` for items of ``spec`` (UsageError if the family cannot code them).
+        Models are values, so one per (id, spec) is kept: its weights are read and its networks built once."""
+        key = (model_id, spec)
+        if key not in self._bound:
+            self._bound[key] = _checked(self.entry(model_id).family.bind(spec), model_id, "bind")
+        return self._bound[key]
 
     def from_config(self, config: dict) -> Model:
         """Rebuild the model an archive recorded; ModelError unless the rebuilt model has exactly that config."""
