@@ -8,10 +8,11 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from typing import Any, TypeVar
 
 from threadpoolctl import ThreadpoolController
@@ -52,19 +53,87 @@ def _batched(items: Iterator[G], n: int) -> Iterator[list[G]]:
 
 
 def single_threaded(fn):
-    """Run ``fn`` with the process's BLAS/OpenMP pools limited to one thread.
+    """Run ``fn`` with the process's BLAS/OpenMP pools and torch's intra-op threads limited to one thread.
 
     The coder's network calls are small matrix products, one per item: multi-threaded BLAS (or OpenMP, which
     torch's int8 products use) makes them slower and spends more CPU time (see ``benchmarks/results/``), so coding
     runs them on one thread; use ``workers`` for parallelism. Exactness does not depend on this (see
-    ``bbarc.plugins.intnet``)."""
+    ``bbarc.plugins.intnet``). The limits hold only during the call: a library user's settings come back after
+    it (see ``coding_threads``)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with _thread_pools().limit(limits=1):
+        with coding_threads():
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+class _ThreadCap:
+    """One process-wide cap, shared by every coding call in flight. The first call to enter sets it and the last
+    to leave lifts it: save-and-restore per call would let two threads that overlap restore each other's
+    ``1`` as the user's setting, and leave it capped for good.
+
+    torch needs its own limit: threadpoolctl sets OpenMP's count for the calling thread only, and torch sets it
+    back to its own default the first time it runs a parallel operation in a thread, so its products ran on all
+    cores whatever threadpoolctl said. ``torch.set_num_threads`` is what torch itself reads."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.depth = 0
+        self.stack = ExitStack()
+        self.seen_modules = -1
+        self.torch_capped = False
+
+    def enter(self) -> None:
+        with self.lock:
+            self.depth += 1
+            if self.depth == 1:
+                self.stack = ExitStack()
+                self.seen_modules, self.torch_capped = -1, False
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Extend the cap (while one is set) to the libraries loaded since it was set: a model bound inside a
+        coding call may import torch or another BLAS then."""
+        with self.lock:
+            if self.depth == 0 or self.seen_modules == len(sys.modules):
+                return
+            self.seen_modules = len(sys.modules)
+            # torch first: with OpenMP, its count is OpenMP's, which the limit below would already have set to 1
+            torch = sys.modules.get("torch")
+            if not self.torch_capped and torch is not None and hasattr(torch, "set_num_threads"):
+                before = torch.get_num_threads()
+                torch.set_num_threads(1)
+                self.stack.callback(torch.set_num_threads, before)
+                self.torch_capped = True
+            self.stack.enter_context(_thread_pools().limit(limits=1))
+
+    def leave(self) -> None:
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0:
+                self.stack.close()
+
+
+_cap = _ThreadCap()
+
+
+@contextmanager
+def coding_threads():
+    """Code on one thread (BLAS, OpenMP, torch) inside the block; nested and concurrent blocks share one cap,
+    lifted when the last one ends."""
+    _cap.enter()
+    try:
+        yield
+    finally:
+        _cap.leave()
+
+
+def refresh_thread_cap() -> None:
+    """Called by a plugin right after it loads a numerical library (torch), so that a coding call in progress
+    caps it at once rather than from the next call on."""
+    _cap.refresh()
 
 
 _pools: tuple[int, ThreadpoolController] | None = None

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 
 from bbarc.errors import CodingError, ModelError
+from bbarc.execution import refresh_thread_cap
 from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float((1 << 16) - 1)
@@ -48,6 +49,7 @@ def _torch():
             return None
     except Exception:  # no torch, or no int8 product on this build or CPU: coding still works, in float64
         return None
+    refresh_thread_cap()  # the networks are often built inside a coding call: cap torch's threads from now on
     return torch
 
 
