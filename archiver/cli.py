@@ -2,6 +2,10 @@
 
 Exit codes: 0 ok, 1 other failure, 2 usage error / bad input, 3 corrupt archive, 4 missing model or weights,
 5 coding error.
+
+Text from files (archive metadata, error messages quoting them, plugin descriptions) goes through
+``bbarc.display`` before it is shown. Both consoles print without markup or highlighting unless a call asks for
+it, so that nothing printed is read as rich markup by accident.
 """
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ from typing import Optional
 import numpy as np
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,18 +27,41 @@ from bbarc.errors import BbarcError, CorruptArchiveError, UsageError
 from bbarc.formats.atomic import publish, remove_quietly, temp_path_for
 
 from . import api, pipeline, registry
+from .display import markup, plain
 from .pipeline import DEFAULT_CHUNK
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lossless dataset archiver (bits-back ANS).")
-err = Console(stderr=True)
-out = Console()
+
+def _console(stream) -> Console:
+    """Results are lines to read or parse: not wrapped at 80 columns when the stream is a pipe or a file (a
+    number cut in two), and soft-wrapped by the terminal otherwise."""
+    return Console(file=stream, markup=False, highlight=False, soft_wrap=True,
+                   width=None if stream.isatty() else 10_000)
+
+
+err = _console(sys.stderr)
+out = _console(sys.stdout)
 SAMPLE = "mnist-t10k-first1000-images-idx3-ubyte.gz"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"bbarc {pipeline.bbarc_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="show bbarc's version and exit"),
+) -> None:
+    """Lossless dataset archiver (bits-back ANS)."""
 
 
 @contextmanager
 def progress_bar(label: str, total: int | None, quiet: bool):
     """Yields ``advance(k, total=None)``; the total may also arrive with the first advance (streaming inputs)."""
-    if quiet:
+    if quiet or not err.is_terminal:  # a bar on a log or a pipe prints only a blank line when it ends
         yield lambda k, *_: None
         return
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -49,7 +75,23 @@ def progress_bar(label: str, total: int | None, quiet: bool):
 
 
 def emit(data: dict, as_json: bool, text: str) -> None:
-    out.print_json(json.dumps(data)) if as_json else out.print(text)
+    """The result: ``data`` as exact JSON (``json.dumps``, so every control character and non-ASCII character is
+    escaped), or ``text``, whatever it quotes from a file shown escaped (``bbarc.display.plain``)."""
+    if as_json:
+        out.file.write(json.dumps(data, indent=2) + "\n")
+        out.file.flush()
+    else:
+        out.print(plain(text, newlines=True))
+
+
+@contextmanager
+def status(label: str):
+    """A spinner on a terminal, yielding its ``update(text)``; nothing elsewhere (it would end in a blank line)."""
+    if not err.is_terminal:
+        yield lambda text: None
+        return
+    with err.status(label) as spinner:
+        yield spinner.update
 
 
 @app.command()
@@ -98,16 +140,18 @@ def info(archive: Path, as_json: bool = typer.Option(False, "--json")):
                     bits_per_dim=round(m.bits_per_dim(size), 5))
     if as_json:
         return emit(data, True, "")
-    out.print(f"[bold]{escape(str(archive))}[/bold]: {len(chunks)} chunks, {m.item_count} items of {m.item_shape} "
-              f"{m.dtype}, {size} bytes = {data['bits_per_dim']:.4f} bits/dim")
-    out.print(escape(f"model {m.model.id} ({m.model.distribution} {m.model.version}, weights sha256 "
-                     f"{m.model.weights_sha256[:16]}…), written by {m.writer} from {m.source}"))
+    out.print(f"[bold]{markup(archive)}[/bold]: {len(chunks)} chunks, {m.item_count} items of "
+              f"{markup(m.item_shape)} {markup(m.dtype)}, {size} bytes = {data['bits_per_dim']:.4f} bits/dim",
+              markup=True)
+    out.print(plain(f"model {m.model.id} ({m.model.distribution} {m.model.version}, weights sha256 "
+                    f"{m.model.weights_sha256[:16]}…), written by {m.writer} from {m.source}"))
 
 
-@app.command()
+# A selector may be negative (`-1`, `-10:`): not an option, so unknown options are passed on as arguments.
+@app.command(context_settings={"ignore_unknown_options": True})
 def get(
     archive: Path,
-    selector: str = typer.Argument(..., help="an item index `i` or a range `a:b`"),
+    selector: str = typer.Argument(..., help="an item index `i` or a range `a:b` (negative counts from the end)"),
     output: Path = typer.Option(..., "-o", "--output", help=".npy file to write"),
 ):
     """Decode one item or a range of items (only the chunks holding them)."""
@@ -134,13 +178,14 @@ def _save_npy(path: Path, items: np.ndarray) -> None:
 
 
 def _parse_selector(text: str):
+    """``i`` or ``a:b`` (either end may be left out), negative numbers counting from the end as in numpy."""
     try:
         if ":" in text:
             a, b = text.split(":", 1)
-            return slice(int(a) if a else None, int(b) if b else None)
+            return slice(int(a) if a.strip() else None, int(b) if b.strip() else None)
         return int(text)
     except ValueError:
-        raise UsageError(f"selector must be an index `i` or a range `a:b`, got {text!r}") from None
+        raise UsageError(f"selector must be an index `i` or a range `a:b`, got {plain(repr(text))}") from None
 
 
 @app.command()
@@ -174,7 +219,7 @@ def models(as_json: bool = typer.Option(False, "--json")):
         return emit(dict(models=rows, plugins=plugins), True, "")
     table = Table("model", "plugin", "distribution", "version", "description")
     for r in rows:
-        table.add_row(r["id"], r["plugin"], r["distribution"], r["version"], r["description"])
+        table.add_row(*(plain(r[k]) for k in ("id", "plugin", "distribution", "version", "description")))
     out.print(table)
 
 
@@ -192,9 +237,9 @@ def bench(
     """Measure bbarc against gzip, bzip2, xz, zstd and PNG on the same data, in the same run."""
     from . import bench as bench_mod
 
-    with err.status("benchmarking") as status:
+    with status("benchmarking") as update:
         rows = bench_mod.bench(input, model, chunk_size, dataset, limit, workers,
-                               progress=lambda name: status.update(f"benchmarking: {name} done"))
+                               progress=lambda name: update(f"benchmarking: {name} done"))
     if plot:
         bench_mod.plot(rows, plot, f"{input} ({model}, chunk {chunk_size})")
     ratio = bench_mod.speed_ratio(rows)
@@ -228,7 +273,7 @@ def demo(
     api.decompress(target, str(decoded))
     with open_source(sample) as src:
         same = np.array_equal(src.read(0, len(src)), np.load(decoded))
-    out.print(f"{target}: {result.items} MNIST images, {result.archive_bytes} bytes = {result.bits_per_dim:.4f} "
+    out.print(f"{plain(target)}: {result.items} MNIST images, {result.archive_bytes} bytes = {result.bits_per_dim:.4f} "
               f"bits/dim in {result.seconds:.1f} s; round trip {'identical' if same else 'DIFFERENT'}")
     if not same:
         raise typer.Exit(1)
@@ -239,7 +284,7 @@ def main() -> None:
     try:
         app()
     except BbarcError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {markup(exc, newlines=True)}", markup=True)
         sys.exit(exc.exit_code)
 
 
