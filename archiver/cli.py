@@ -32,15 +32,16 @@ from .pipeline import DEFAULT_CHUNK
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lossless dataset archiver (bits-back ANS).")
 
-def _console(stream) -> Console:
+def _console(stderr: bool) -> Console:
     """Results are lines to read or parse: not wrapped at 80 columns when the stream is a pipe or a file (a
     number cut in two), and soft-wrapped by the terminal otherwise."""
-    return Console(file=stream, markup=False, highlight=False, soft_wrap=True,
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, markup=False, highlight=False, soft_wrap=True,
                    width=None if stream.isatty() else 10_000)
 
 
-err = _console(sys.stderr)
-out = _console(sys.stdout)
+err = _console(stderr=True)
+out = _console(stderr=False)
 SAMPLE = "mnist-t10k-first1000-images-idx3-ubyte.gz"
 
 

@@ -50,7 +50,7 @@ def test_json_output_stays_exact(evil):
     assert report["ok"] and report["chunks"] == 3
 
 
-def test_verify_and_decompress_paths_are_escaped(evil):
+def test_verify_output_is_inert(evil):
     tmp, _ = evil
     run = cli("verify", tmp / "a.bbarc")
     assert _inert(run.stdout) and run.stdout.endswith("3 of 3 chunks OK\n")
