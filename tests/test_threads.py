@@ -81,3 +81,38 @@ def test_user_thread_setting_survives_coding(tmp_path, mnist):
     seen = _probe(tmp_path, mnist, "preload")
     assert _all_single(seen["encode"]) and _all_single(seen["decode"]), seen
     assert seen["after"] == 2, seen
+
+
+def test_overlapping_calls_lift_the_cap_once():
+    """Two threads coding at once: the cap is set by the first and lifted by the last, so neither restores the
+    other's ``1`` as the user's setting."""
+    import threading
+
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from bbarc.execution import coding_threads
+
+    before, pools = torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]
+    torch.set_num_threads(2)
+    try:
+        inside, entered, release = [], threading.Barrier(2), threading.Event()
+
+        def code(wait: bool) -> None:
+            with coding_threads():
+                entered.wait()
+                inside.append(torch.get_num_threads())
+                if wait:
+                    release.wait(10)
+            if not wait:
+                release.set()  # the first to leave goes before the other
+
+        threads = [threading.Thread(target=code, args=(w,)) for w in (True, False)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert inside == [1, 1] and torch.get_num_threads() == 2
+        assert [p["num_threads"] for p in threadpool_info()] == pools
+    finally:
+        torch.set_num_threads(before)
