@@ -76,7 +76,11 @@ class _ThreadCap:
 
     torch needs its own limit: threadpoolctl sets OpenMP's count for the calling thread only, and torch sets it
     back to its own default the first time it runs a parallel operation in a thread, so its products ran on all
-    cores whatever threadpoolctl said. ``torch.set_num_threads`` is what torch itself reads."""
+    cores whatever threadpoolctl said. ``torch.set_num_threads`` is what torch itself reads.
+
+    OpenMP counts are per thread: the cap is set, and lifted, in the threads that first enter and last leave. A
+    thread that joins a cap already set gets torch's one thread only if it has not run torch before; and when
+    calls in several threads overlap, the thread that set the cap may keep torch's count at 1 afterwards."""
 
     def __init__(self):
         self.lock = threading.RLock()
