@@ -168,7 +168,8 @@ def verify(
     elif check.bad or check.bad_attachments:
         lines.append(f"{archive}: {found}; `bbarc recover` writes the intact ones to a new archive")
     else:
-        lines.append(f"{archive}: {found}" + (f", {len(check.attachments)} attachments OK" if check.attachments else ""))
+        attachments = f", {len(check.attachments)} attachments OK" if check.attachments else ""
+        lines.append(f"{archive}: {found}{attachments}")
     emit(check.as_dict(), as_json, escape("\n".join(lines)))
     if not check.ok:
         raise typer.Exit(CorruptArchiveError.exit_code)

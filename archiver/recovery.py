@@ -68,10 +68,10 @@ class Inspection:
         return lost
 
     def as_dict(self) -> dict:
-        return dict(path=self.path, version=self.version, deep=self.deep, ok=self.ok, footer_ok=self.footer_error is None,
-                    footer_error=self.footer_error, chunks=len(self.chunks), intact_chunks=len(self.intact),
-                    items=self.item_count, intact_items=self.intact_items,
-                    bad=[dataclasses.asdict(r) for r in self.bad],
+        return dict(path=self.path, version=self.version, deep=self.deep, ok=self.ok,
+                    footer_ok=self.footer_error is None, footer_error=self.footer_error,
+                    chunks=len(self.chunks), intact_chunks=len(self.intact), items=self.item_count,
+                    intact_items=self.intact_items, bad=[dataclasses.asdict(r) for r in self.bad],
                     bad_attachments=[dict(name=n, error=e) for n, e in self.bad_attachments],
                     attachments=len(self.attachments), lost=[list(r) for r in self.lost_ranges()])
 
@@ -99,7 +99,7 @@ def check_chunks(archive: Archive, deep: bool, progress=None, keep=None) -> list
     good = [i for i, r in reports.items() if r.error is None]
     total = reader.item_count
     if progress and len(good) < len(reports):
-        progress(sum(reports[i].item_count for i in reports if i not in set(good)), total)
+        progress(sum(r.item_count for r in reports.values() if r.error is not None), total)
     for group in lockstep_groups(good, archive._lockstep if deep else max(1, len(good))):
         decoded = _decoded(archive, group) if deep else dict.fromkeys(group)
         for i in group:
@@ -117,9 +117,9 @@ def _decoded(archive: Archive, group: list[int]) -> dict:
     when one of its chunks fails, each is decoded alone so that the failure is pinned to its chunk."""
     try:
         return {i: d.items for i, d in zip(group, archive.decode_chunks(group))}
-    except (CorruptArchiveError, CodingError):
+    except (CorruptArchiveError, CodingError) as exc:
         if len(group) == 1:
-            raise
+            return {group[0]: str(exc)}
     out = {}
     for i in group:
         try:

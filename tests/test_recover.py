@@ -194,3 +194,21 @@ def test_decode_workers_refuse_a_replaced_file(tmp_path, archive, mnist):
         with pytest.raises(CorruptArchiveError, match="changed since it was opened"):
             a.extract(tmp_path / "x.npy", workers=2, lockstep=1)
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_deep_check_pins_a_forged_chunk_decoded_alone(tmp_path, mnist):
+    """A chunk whose payload was rewritten with fresh checksums fails only when decoded; as the only chunk of
+    its lockstep group it is reported, not raised."""
+    from bbarc import recovery
+
+    source, forged = tmp_path / "s.bbarc", tmp_path / "f.bbarc"
+    bbarc.compress(mnist[:20], source, model="mnist-vae", chunk_size=20)
+    with ArchiveReader(source) as r, ArchiveWriter(forged, r.metadata, version=2) as w:
+        c = r.chunks[0]
+        payload = bytearray(r.read_chunk(0))
+        payload[-5] ^= 0x01
+        w.write_chunk(bytes(payload), 0, c.item_count, c.raw_hash, scheme=c.scheme, item_shapes=c.shapes)
+        w.close(final={})
+    assert recovery.inspect(forged).ok
+    check = recovery.inspect(forged, deep=True)
+    assert not check.ok and [r.index for r in check.bad] == [0] and check.lost_ranges() == [(0, 20)]
