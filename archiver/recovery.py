@@ -166,7 +166,11 @@ class RecoverResult:
 def check_output(source, output, force: bool) -> None:
     """The rule every bbarc writer follows: never the input, and an existing file only with ``force``."""
     if os.path.exists(output):
-        if os.path.samefile(source, output):
+        try:
+            same = os.path.samefile(source, output)
+        except OSError:  # no such input: opening it says so
+            same = False
+        if same:
             raise UsageError(f"{output} is the archive being recovered; write the recovered archive elsewhere")
         if not force:
             raise UsageError(f"{output} exists; pass --force to replace it")
