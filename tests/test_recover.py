@@ -212,3 +212,19 @@ def test_deep_check_pins_a_forged_chunk_decoded_alone(tmp_path, mnist):
     assert recovery.inspect(forged).ok
     check = recovery.inspect(forged, deep=True)
     assert not check.ok and [r.index for r in check.bad] == [0] and check.lost_ranges() == [(0, 20)]
+
+
+def test_a_worker_drops_its_copy_of_a_file_replaced_since_and_reopens_it(tmp_path, archive, mnist):
+    from bbarc import api
+
+    other = tmp_path / "other.bbarc"
+    bbarc.compress(mnist[40:80], other, model="mnist-vae", chunk_size=10)
+    with bbarc.open(archive) as a:
+        first = api.decode_job(a._args, a.fingerprint, [0])[0]
+    replace_file(archive, other)
+    with bbarc.open(archive) as b:  # the caller opened the new file: the worker must read it, not its old copy
+        second = api.decode_job(b._args, b.fingerprint, [0])[0]
+    assert np.array_equal(first, mnist[:10]) and np.array_equal(second, mnist[40:50])
+    for kept in api._worker_archives.values():
+        kept.close()
+    api._worker_archives.clear()
