@@ -14,7 +14,7 @@ import importlib
 
 _EXPORTS = {
     "Archive": "bbarc.api", "open": "bbarc.api", "decompress": "bbarc.api",
-    "CompressResult": "bbarc.pipeline", "compress": "bbarc.pipeline",
+    "CompressResult": "bbarc.pipeline", "compress": "bbarc.pipeline", "recover": "bbarc.recovery",
     "BbarcError": "bbarc.errors", "CodingError": "bbarc.errors", "CorruptArchiveError": "bbarc.errors",
     "ModelError": "bbarc.errors", "UsageError": "bbarc.errors",
 }

@@ -1,16 +1,20 @@
 """The Python API: ``compress`` (see ``bbarc.pipeline``), ``open`` and the random-access ``Archive``."""
 from __future__ import annotations
 
+import hashlib
+import json
 import operator
 import time
 from concurrent.futures import Executor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from bbarc.formats.container import ArchiveReader
 from bbarc.errors import BbarcError, CorruptArchiveError, ModelError, UsageError
+from bbarc.formats.layout import RECORD2_HEADER_SIZE
 from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
 from bbarc.formats.outputs import open_sink
 
@@ -179,11 +183,27 @@ class Archive:
     def close(self) -> None:
         self._reader.close()
 
-    def __getstate__(self):
-        return self._args  # e.g. a DataLoader worker: reopen the file instead of copying state
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies the archive's content (see ``archive_fingerprint``): a process that reopens the path
+        compares it, so that a file replaced meanwhile is refused instead of read as if it were this one."""
+        return archive_fingerprint(self._reader)
 
-    def __setstate__(self, args) -> None:
-        self.__init__(*args)
+    def check_fingerprint(self, expected: str) -> None:
+        """CorruptArchiveError (and closed) unless this is the archive whose fingerprint is ``expected``."""
+        if self.fingerprint != expected:
+            self.close()
+            raise CorruptArchiveError(
+                f"{self.path} changed since it was opened (replaced or rewritten): reopened here it is another "
+                f"archive, so its items would not be the ones asked for; open it again")
+
+    def __getstate__(self):
+        # e.g. a DataLoader worker: reopen the file instead of copying state, and check it is the same archive
+        return {"args": self._args, "fingerprint": self.fingerprint}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(*state["args"])
+        self.check_fingerprint(state["fingerprint"])
 
     def __enter__(self) -> "Archive":
         return self
@@ -196,6 +216,22 @@ class Archive:
 
 
 CHUNK_SCHEMES = (SCHEME_BITS_BACK, SCHEME_STORED)
+
+
+def archive_fingerprint(reader: ArchiveReader) -> str:
+    """A digest of what identifies an archive's content without reading its payloads: the metadata and every
+    index entry, whose checksums cover the payloads. Chunks found by a recovery scan have no checksums in an
+    index, so their record headers (which hold the payload's crc32) go in instead."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([reader.version, reader.metadata], sort_keys=True).encode())
+    for e in reader.chunks:
+        digest.update(repr((e.offset, e.length, e.first_item, e.item_count, e.checksum, e.raw_hash,
+                            e.side_checksum)).encode())
+        if e.checksum is None:
+            digest.update(reader._pread(e.desc_length + RECORD2_HEADER_SIZE, e.offset))
+    for a in reader.attachments:
+        digest.update(repr((a.name, a.offset, a.length, a.checksum)).encode())
+    return digest.hexdigest()
 
 
 def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> None:
@@ -236,7 +272,7 @@ def extract(archive: Archive, output, dataset: str | None = None, progress=None,
         decoded = resources.enter_context(closing(run_ordered(
             lockstep_groups(range(archive.chunk_count), archive._lockstep if lockstep is None else lockstep),
             local=lambda group, tick: [items for items, _ in archive.decode_chunks(group)],
-            remote=lambda group: (decode_job, archive._args, group),
+            remote=lambda group: (decode_job, archive._args, archive.fingerprint, group),
             size=lambda group: sum(archive.chunks[c].item_count for c in group),
             workers=workers, executor=executor, progress=(lambda k: progress(k, len(archive))) if progress else None,
         )))
@@ -247,12 +283,19 @@ def extract(archive: Archive, output, dataset: str | None = None, progress=None,
     return DecompressResult(archive.path, str(output), len(archive), archive.chunk_count, time.perf_counter() - started)
 
 
-def decode_job(archive_args: tuple, indices: list[int]) -> list[np.ndarray]:
-    """A group of chunks, in a worker process: each worker keeps its own open archive."""
+def decode_job(archive_args: tuple, fingerprint: str, indices: list[int]) -> list[np.ndarray]:
+    """A group of chunks, in a worker process: each worker keeps its own open archive, opened from the path,
+    and checks that it is the archive the caller opened (the file may have been replaced in between)."""
     archive = _worker_archives.get(archive_args)
+    if archive is not None and archive.fingerprint != fingerprint:
+        archive.close()  # the caller reopened a replaced file: this worker's copy is stale
+        del _worker_archives[archive_args]
+        archive = None
     if archive is None:
         path, _, recover = archive_args
-        archive = _worker_archives[archive_args] = Archive(path, cache_chunks=0, recover=recover)
+        archive = Archive(path, cache_chunks=0, recover=recover)
+        archive.check_fingerprint(fingerprint)
+        _worker_archives[archive_args] = archive
     return [items for items, _ in archive.decode_chunks(indices)]
 
 

@@ -196,16 +196,56 @@ def verify(
     as_json: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
-    """Check checksums (and with --deep, decoded content). Exit 3 if any chunk is bad."""
-    with api.open(archive, recover=True) as a, progress_bar("verifying", len(a), quiet) as tick:
-        reports = a.verify(deep=deep, progress=tick)
-    bad = [r for r in reports if r.error]
-    data = dict(path=str(archive), chunks=len(reports), bad=[r.__dict__ for r in bad], deep=deep, ok=not bad)
-    emit(data, as_json, "\n".join([f"chunk {r.index} (items {r.first_item}..{r.first_item + r.item_count - 1}): "
-                                   f"{r.error}" for r in bad] + [f"{archive}: {len(reports) - len(bad)} of "
-                                                                 f"{len(reports)} chunks OK"]))
-    if bad:
+    """Check the footer, every chunk's and attachment's checksums (and with --deep, decoded content).
+    Exit 3 if anything is missing or damaged."""
+    from . import recovery
+
+    with progress_bar("verifying", None, quiet) as tick:
+        check = recovery.inspect(archive, deep=deep, progress=tick)
+    lines = [f"chunk {r.index} (items {r.first_item}..{r.first_item + r.item_count - 1}): {r.error}"
+             for r in check.bad]
+    lines += [f"attachment {name!r}: {error}" for name, error in check.bad_attachments]
+    found = f"{len(check.intact)} of {len(check.chunks)} chunks OK"
+    if check.footer_error is not None:
+        lines.append(f"{archive}: the footer (trailer and index) is missing or damaged: {check.footer_error}")
+        lines.append(f"{archive}: a recovery scan finds {len(check.intact)} intact chunks holding "
+                     f"{check.intact_items} of the {check.item_count} items; `bbarc recover` writes them to a "
+                     f"new archive")
+    elif check.bad or check.bad_attachments:
+        lines.append(f"{archive}: {found}; `bbarc recover` writes the intact ones to a new archive")
+    else:
+        attachments = f", {len(check.attachments)} attachments OK" if check.attachments else ""
+        lines.append(f"{archive}: {found}{attachments}")
+    emit(check.as_dict(), as_json, escape("\n".join(lines)))
+    if not check.ok:
         raise typer.Exit(CorruptArchiveError.exit_code)
+
+
+@app.command()
+def recover(
+    archive: Path = typer.Argument(..., help="the damaged archive"),
+    output: Path = typer.Argument(..., help="the new archive to write"),
+    deep: bool = typer.Option(True, "--deep/--shallow", help="decode every chunk and check its content hash "
+                              "(default), or trust chunks whose checksums match"),
+    force: bool = typer.Option(False, "--force", "-f", help="replace OUTPUT if it exists"),
+    as_json: bool = typer.Option(False, "--json"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Write every intact chunk of a damaged archive into a new, valid archive; report the item ranges lost.
+    Items are renumbered contiguously in the new archive (the report maps old ranges to new)."""
+    from . import recovery
+
+    with progress_bar("recovering", None, quiet) as tick:
+        result = recovery.recover(archive, output, deep=deep, force=force, progress=tick)
+    r = result.as_dict()
+    lines = [f"chunk {b['index']} (items {b['first_item']}..{b['first_item'] + b['item_count'] - 1}): {b['error']}"
+             for b in r["bad"]]
+    lines += [f"kept items {k['old'][0]}..{k['old'][1] - 1} as {k['new'][0]}..{k['new'][1] - 1}" for k in r["kept"]]
+    lines += [f"lost items {a}..{b - 1}" for a, b in r["lost"]]
+    lines += [f"lost attachment {name!r}" for name in r["lost_attachments"]]
+    lines.append(f"wrote {output}: {r['items']} of {r['declared_items']} items in {r['chunks']} chunks"
+                 + (f", {len(r['attachments'])} attachments" if r["attachments"] else ""))
+    emit(r, as_json, escape("\n".join(lines)))
 
 
 @app.command()

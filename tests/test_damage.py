@@ -67,8 +67,10 @@ def test_truncated_archive_keeps_its_intact_chunks(archive, mnist):
     assert run.returncode == 3 and "recover" in run.stderr.lower()
     with bbarc.open(archive, recover=True) as a:
         assert len(a) == 30 and np.array_equal(a[:], mnist[:30])
-    run = cli("verify", archive, "--deep", "-q", check=False)
-    assert run.returncode == 0, run.stderr  # what is left is intact; verify uses recovery to read it
+    run = cli("verify", archive, "--deep", "--json", "-q", check=False)
+    report = json.loads(run.stdout)  # what is left is intact, but the file is not whole: verify fails
+    assert run.returncode == 3 and not report["footer_ok"] and report["intact_chunks"] == 3
+    assert report["lost"] == [[30, 40]]
 
 
 def test_missing_plugin_and_different_weights_exit_4(tmp_path, mnist, monkeypatch):
