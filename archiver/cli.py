@@ -244,8 +244,9 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     target, decoded = workdir / f"sample-{model}.bbarc", workdir / "sample-decoded.npy"
     with progress_bar("compressing", None, False) as tick:
-        result = pipeline.compress(sample, target, model=model, chunk_size=DEFAULT_CHUNK, progress=tick)
-    api.decompress(target, str(decoded))
+        result = pipeline.compress(sample, target, model=model, chunk_size=DEFAULT_CHUNK, progress=tick,
+                                   overwrite=True)  # the demo's own files: a second demo run replaces them
+    api.decompress(target, str(decoded), overwrite=True)
     with open_source(sample) as src:
         same = np.array_equal(src.read(0, len(src)), np.load(decoded))
     out.print(f"{target}: {result.items} MNIST images, {result.archive_bytes} bytes = {result.bits_per_dim:.4f} "
