@@ -82,6 +82,8 @@ def check_target(target: str | os.PathLike, inputs=(), overwrite: bool = False) 
     for source in inputs:
         if source is not None and _same_file(target, os.fspath(source)):
             raise UsageError(f"cannot write {target!r}: it is the input {os.fspath(source)!r}; choose another output")
+    if os.path.isdir(target):
+        raise UsageError(f"cannot write {target!r}: it is a directory; give a file name")
     if os.path.lexists(target) and not overwrite:
         raise UsageError(f"output {target!r} already exists; {FORCE_HINT}")
 
@@ -104,7 +106,7 @@ def publish(temp: str, target: str | os.PathLike) -> None:
     except FileNotFoundError:
         old = None
     if old is not None and stat.S_ISREG(old.st_mode):
-        os.chmod(temp, stat.S_IMODE(old.st_mode))
+        os.chmod(temp, stat.S_IMODE(old.st_mode) & 0o777)  # never carry set-id bits to new content
     os.replace(temp, target)
     # The rename is only durable once the directory entry is on disk; some filesystems refuse
     # fsync on directories, and the data itself is already safe, so failure here is not fatal.

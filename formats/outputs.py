@@ -23,6 +23,7 @@ __all__ = ["open_sink", "save_array", "Sink"]
 
 DEFAULT_HDF5_DATASET = "/data"
 _HDF5_CHUNK_BYTES = 1 << 20
+_HDF5_MARGIN = 256 << 10  # room for HDF5's own metadata (chunk index) within the reserved space
 _OUTPUT_FORMATS = ".npy or .h5/.hdf5 (optionally file.h5:/dataset)"
 
 
@@ -281,6 +282,23 @@ class H5Sink(Sink):
                                                  chunks=self._chunks())
         except (ValueError, TypeError, KeyError) as exc:
             raise UsageError(f"cannot create dataset {self.description}: {exc}") from None
+        self._reserve()
+
+    def _reserve(self) -> None:
+        """Reserve the dataset's space in the temp file before HDF5 writes any of it: the HDF5 library crashes
+        the process when a write fails for a full disk, so a full disk must show here, as an OSError. The
+        reserved tail that HDF5 does not use is cut off again in ``_finish``."""
+        needed = self.shape[0] * math.prod(self.item_shape) * self.dtype.itemsize
+        fd = os.open(self._temp, os.O_WRONLY)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size + needed + _HDF5_MARGIN + needed // 1000)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+        except AttributeError:
+            pass  # no posix_fallocate on this platform
+        finally:
+            os.close(fd)
 
     def _chunks(self) -> tuple[int, ...] | bool:
         # About 1 MiB of whole items per HDF5 chunk, so reading item ranges back stays cheap.
@@ -293,8 +311,14 @@ class H5Sink(Sink):
         self._ds[start:stop] = array
 
     def _finish(self) -> None:
-        self._file.close()
-        self._file = None
+        # Forget the file before closing: closing it again after a failed close (disk full while HDF5 flushes)
+        # crashes the HDF5 library.
+        self._file.flush()
+        end = self._file.id.get_filesize()  # where HDF5's data ends, before the unused reserved tail
+        file, self._file = self._file, None
+        file.close()
+        if os.path.getsize(self._temp) > end:
+            os.truncate(self._temp, end)
 
     def _discard(self) -> None:
         if self._file is not None:

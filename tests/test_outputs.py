@@ -198,6 +198,7 @@ def test_full_disk_is_a_clean_error(tmp_path, tiny_fs):
     big = np.random.default_rng(0).integers(0, 256, size=(200, 32, 32), dtype=np.uint8)  # 200 KiB, incompressible
     bbarc.compress(big, tmp_path / "big.bbarc", model="zstd", chunk_size=50)
     for args in (["decompress", tmp_path / "big.bbarc", tiny_fs / "o.npy", "-q"],
+                 ["decompress", tmp_path / "big.bbarc", f"{tiny_fs / 'o.h5'}:/x", "-q"],  # HDF5 crashed on ENOSPC
                  ["get", tmp_path / "big.bbarc", "0:200", "-o", tiny_fs / "g.npy"],
                  ["compress", tmp_path / "big.bbarc", tiny_fs / "c.bbarc", "-m", "zstd", "-q"]):
         np.save(tmp_path / "big.npy", big)
@@ -206,6 +207,14 @@ def test_full_disk_is_a_clean_error(tmp_path, tiny_fs):
         run = cli(*args, check=False)
         assert run.returncode == 6 and "disk is full" in run.stderr and "Traceback" not in run.stderr, args
         assert os.listdir(tiny_fs) == [], args
+
+
+def test_hdf5_reservation_is_cut_off_again(archive, tmp_path):
+    bbarc.decompress(archive, f"{tmp_path / 'o.h5'}:/x")
+    bbarc.decompress(archive, f"{tmp_path / 'o.h5'}:/y")
+    assert os.path.getsize(tmp_path / "o.h5") < 2 * DATA.nbytes + 64 * 1024  # no reserved margin left behind
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert np.array_equal(f["x"][:], DATA) and np.array_equal(f["y"][:], DATA)
 
 
 def test_read_only_folder_is_a_clean_error(archive, tmp_path, tiny_fs):
