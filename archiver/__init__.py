@@ -16,7 +16,7 @@ _EXPORTS = {
     "Archive": "bbarc.api", "open": "bbarc.api", "decompress": "bbarc.api",
     "CompressResult": "bbarc.pipeline", "compress": "bbarc.pipeline", "recover": "bbarc.recovery",
     "BbarcError": "bbarc.errors", "CodingError": "bbarc.errors", "CorruptArchiveError": "bbarc.errors",
-    "ModelError": "bbarc.errors", "UsageError": "bbarc.errors",
+    "ModelError": "bbarc.errors", "OutputError": "bbarc.errors", "UsageError": "bbarc.errors",
 }
 
 __all__ = sorted(_EXPORTS)

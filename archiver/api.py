@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+import os
 import time
 from concurrent.futures import Executor
 from contextlib import ExitStack, closing
@@ -173,12 +174,14 @@ class Archive:
         return reports
 
     def extract(self, output, dataset: str | None = None, progress=None, workers: int = 1,
-                executor: Executor | None = None, lockstep: int | None = None) -> DecompressResult:
+                executor: Executor | None = None, lockstep: int | None = None, overwrite: bool = False,
+                labels=None) -> DecompressResult:
         """Decode everything into ``output`` (.npy, or HDF5 with ``file.h5:/key``); atomic like compression.
         ``workers``/``executor``/``lockstep``/``progress(advance_items, total_items)`` as in ``compress``: chunks
-        are decoded in parallel, and this process writes them in order."""
+        are decoded in parallel, and this process writes them in order. An existing output is replaced only
+        with ``overwrite``; ``labels``: also write the stored labels there (.npy or HDF5)."""
         return extract(self, output, dataset=dataset, progress=progress, workers=workers, executor=executor,
-                       lockstep=lockstep)
+                       lockstep=lockstep, overwrite=overwrite, labels=labels)
 
     def close(self) -> None:
         self._reader.close()
@@ -260,15 +263,28 @@ def archive_model(meta: ArchiveMetadata, path: str):
 
 
 def extract(archive: Archive, output, dataset: str | None = None, progress=None, workers: int = 1,
-            executor: Executor | None = None, lockstep: int | None = None) -> DecompressResult:
+            executor: Executor | None = None, lockstep: int | None = None, overwrite: bool = False,
+            labels=None) -> DecompressResult:
     """``Archive.extract``: one lockstep group of chunks at a time, decoded here or by workers
-    (``execution.run_ordered``, shared with compression), written in order by this process."""
+    (``execution.run_ordered``, shared with compression), written in order by this process. The archive itself
+    is never written over, whatever ``overwrite`` says."""
     started = time.perf_counter()
     stored = archive.metadata.source_dtype
+    if labels is not None and "labels" not in archive.metadata.side:
+        raise UsageError(f"{archive.path} stores no labels (it was compressed without --labels)")
     if workers > 1 or executor is not None:
         archive.model()  # fail here, before any work, if the model or its weights are wrong
     with ExitStack() as resources:
-        sink = resources.enter_context(open_sink(output, archive.shape, stored, dataset=dataset))
+        sink = resources.enter_context(open_sink(output, archive.shape, stored, dataset=dataset, overwrite=overwrite,
+                                                 inputs=[archive.path]))
+        label_sink = None
+        if labels is not None:
+            first = archive.side(0)["labels"]
+            label_sink = resources.enter_context(open_sink(labels, (len(archive), *first.shape[1:]), first.dtype,
+                                                           overwrite=overwrite, inputs=[archive.path, sink.path]))
+            if os.path.realpath(label_sink.path) == os.path.realpath(sink.path):
+                raise UsageError(f"items and labels would both be written to {sink.path}; give the labels "
+                                 f"another file")
         decoded = resources.enter_context(closing(run_ordered(
             lockstep_groups(range(archive.chunk_count), archive._lockstep if lockstep is None else lockstep),
             local=lambda group, tick: [items for items, _ in archive.decode_chunks(group)],
@@ -279,8 +295,13 @@ def extract(archive: Archive, output, dataset: str | None = None, progress=None,
         for group, chunks in decoded:
             for c, items in zip(group, chunks):
                 sink.write(archive.chunks[c].first_item, items)
+                if label_sink is not None:
+                    label_sink.write(archive.chunks[c].first_item, archive.side(c)["labels"])
         sink.close()
-    return DecompressResult(archive.path, str(output), len(archive), archive.chunk_count, time.perf_counter() - started)
+        if label_sink is not None:
+            label_sink.close()
+    return DecompressResult(archive.path, sink.description, len(archive), archive.chunk_count,
+                            time.perf_counter() - started)
 
 
 def decode_job(archive_args: tuple, fingerprint: str, indices: list[int]) -> list[np.ndarray]:
@@ -308,9 +329,11 @@ def open(path, cache_chunks: int = 2, recover: bool = False) -> Archive:  # noqa
 
 
 def decompress(archive_path, output, dataset: str | None = None, progress=None, workers: int = 1,
-               executor: Executor | None = None, lockstep: int | None = None) -> DecompressResult:
-    """Decode the whole archive ``archive_path`` into ``output`` (see ``Archive.extract``); the archive is closed
-    again when this returns, so the result says what was written, not an open ``Archive``."""
+               executor: Executor | None = None, lockstep: int | None = None, overwrite: bool = False,
+               labels=None) -> DecompressResult:
+    """Decode the whole archive ``archive_path`` into ``output`` (see ``Archive.extract``, also for
+    ``overwrite`` and ``labels``); the archive is closed again when this returns, so the result says what was
+    written, not an open ``Archive``."""
     with open(archive_path) as archive:
         return archive.extract(output, dataset=dataset, progress=progress, workers=workers, executor=executor,
-                               lockstep=lockstep)
+                               lockstep=lockstep, overwrite=overwrite, labels=labels)

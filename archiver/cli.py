@@ -1,7 +1,8 @@
 """The ``bbarc`` command line: thin commands over the API. Progress goes to stderr, results to stdout.
 
-Exit codes: 0 ok, 1 other failure, 2 usage error / bad input, 3 corrupt archive, 4 missing model or weights,
-5 coding error.
+Exit codes: 0 ok, 1 other failure, 2 usage error / bad input (an existing output without --force included),
+3 corrupt archive, 4 missing model or weights, 5 coding error, 6 an output could not be written (permission
+denied, read-only filesystem, disk full). SIGTERM cleans up like Ctrl-C: no temp file is left.
 
 Text from files (archive metadata, error messages quoting them, plugin descriptions) goes through
 ``bbarc.display`` before it is shown. Both consoles print without markup or highlighting unless a call asks for
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from importlib.resources import files
@@ -24,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbarc.errors import BbarcError, CorruptArchiveError, UsageError
-from bbarc.formats.atomic import publish, remove_quietly, temp_path_for
+from bbarc.formats.outputs import save_array
 
 from . import api, pipeline, registry
 from .display import markup, plain
@@ -106,11 +108,12 @@ def compress(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="encode chunks in this many processes"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    force: bool = typer.Option(False, "--force", "-f", help="replace an existing archive (never the input)"),
 ):
     """Compress a dataset into an indexed archive."""
     with progress_bar("compressing", None, quiet) as tick:
         result = pipeline.compress(input, output, model=model, chunk_size=chunk_size, dataset=dataset, labels=labels,
-                                   progress=tick, workers=workers)
+                                   progress=tick, workers=workers, overwrite=force)
     r = result.as_dict()
     emit(r, as_json, f"{r['path']}: {r['items']} items in {r['chunks']} chunks, {r['archive_bytes']} bytes, "
                      f"{r['bits_per_dim']:.4f} bits/dim, {r['seconds']:.1f} s")
@@ -123,11 +126,14 @@ def decompress(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="HDF5 dataset path to write"),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="decode chunks in this many processes"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="also write the stored labels to this .npy/.h5"),
+    force: bool = typer.Option(False, "--force", "-f", help="replace an existing output (an HDF5 file's other "
+                                                             "datasets are always kept)"),
 ):
     """Decode a whole archive into .npy or HDF5 (same dtype and shape as the input)."""
     with api.open(archive) as a, progress_bar("decompressing", len(a), quiet) as tick:
-        a.extract(output, dataset=dataset, progress=tick, workers=workers)
-    err.print(f"wrote {output}")
+        result = a.extract(output, dataset=dataset, progress=tick, workers=workers, overwrite=force, labels=labels)
+    err.print(plain(f"wrote {result.output}" + (f" and labels to {labels}" if labels else "")))
 
 
 @app.command()
@@ -153,29 +159,41 @@ def info(archive: Path, as_json: bool = typer.Option(False, "--json")):
 def get(
     archive: Path,
     selector: str = typer.Argument(..., help="an item index `i` or a range `a:b` (negative counts from the end)"),
-    output: Path = typer.Option(..., "-o", "--output", help=".npy file to write"),
+    output: str = typer.Option(..., "-o", "--output", help=".npy (or .h5, file.h5:/key) file to write"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="also write the selected items' labels here"),
+    force: bool = typer.Option(False, "--force", "-f", help="replace an existing output"),
 ):
     """Decode one item or a range of items (only the chunks holding them)."""
+    key = _parse_selector(selector)
+    if labels is not None and os.path.realpath(labels) == os.path.realpath(output):
+        raise UsageError(f"items and labels would both be written to {output}; give the labels another file")
     with api.open(archive) as a:
-        items = a[_parse_selector(selector)]
-    _save_npy(output, items)
-    err.print(f"wrote {output} {items.shape} {items.dtype}")
+        if labels is not None and "labels" not in a.metadata.side:
+            raise UsageError(f"{archive} stores no labels (it was compressed without --labels)")
+        items = a[key]
+        chosen = _selected_labels(a, key) if labels is not None else None
+    written = save_array(output, items, overwrite=force, inputs=[archive])
+    if chosen is not None:
+        save_array(labels, chosen, overwrite=force, inputs=[archive])
+    err.print(plain(f"wrote {written} {items.shape} {items.dtype}" + (f" and labels to {labels}" if labels else "")))
 
 
-def _save_npy(path: Path, items: np.ndarray) -> None:
-    """``np.save`` (which adds ``.npy`` to a name without it), written to a temp file and renamed, so that a
-    failure never leaves half a file under the real name (as every other writer of bbarc)."""
-    target = path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
-    temp = temp_path_for(target)
-    try:
-        with open(temp, "xb") as f:
-            np.save(f, items)
-            f.flush()
-            os.fsync(f.fileno())
-        publish(temp, target)
-    except BaseException:
-        remove_quietly(temp)
-        raise
+def _selected_labels(a, key) -> np.ndarray:
+    """The labels of items ``key`` (an index or a slice, as ``a[key]`` takes them), read chunk by chunk."""
+    n = len(a)
+    if isinstance(key, slice):
+        wanted = list(range(*key.indices(n)))
+    else:
+        wanted = [key + n if key < 0 else key]
+    parts, cache = [], {}
+    for i in wanted:
+        c = a._reader.chunk_for_item(i)
+        if c not in cache:
+            cache = {c: a.side(c)["labels"]}  # items come in order: one chunk's labels at a time
+        parts.append(cache[c][i - a.chunks[c].first_item])
+    if isinstance(key, slice):
+        return np.stack(parts) if parts else np.zeros((0,), np.int64)
+    return parts[0]
 
 
 def _parse_selector(text: str):
@@ -216,7 +234,7 @@ def verify(
     else:
         attachments = f", {len(check.attachments)} attachments OK" if check.attachments else ""
         lines.append(f"{archive}: {found}{attachments}")
-    emit(check.as_dict(), as_json, escape("\n".join(lines)))
+    emit(check.as_dict(), as_json, "\n".join(lines))
     if not check.ok:
         raise typer.Exit(CorruptArchiveError.exit_code)
 
@@ -236,7 +254,7 @@ def recover(
     from . import recovery
 
     with progress_bar("recovering", None, quiet) as tick:
-        result = recovery.recover(archive, output, deep=deep, force=force, progress=tick)
+        result = recovery.recover(archive, output, deep=deep, overwrite=force, progress=tick)
     r = result.as_dict()
     lines = [f"chunk {b['index']} (items {b['first_item']}..{b['first_item'] + b['item_count'] - 1}): {b['error']}"
              for b in r["bad"]]
@@ -245,7 +263,7 @@ def recover(
     lines += [f"lost attachment {name!r}" for name in r["lost_attachments"]]
     lines.append(f"wrote {output}: {r['items']} of {r['declared_items']} items in {r['chunks']} chunks"
                  + (f", {len(r['attachments'])} attachments" if r["attachments"] else ""))
-    emit(r, as_json, escape("\n".join(lines)))
+    emit(r, as_json, "\n".join(lines))
 
 
 @app.command()
@@ -310,8 +328,9 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     target, decoded = workdir / f"sample-{model}.bbarc", workdir / "sample-decoded.npy"
     with progress_bar("compressing", None, False) as tick:
-        result = pipeline.compress(sample, target, model=model, chunk_size=DEFAULT_CHUNK, progress=tick)
-    api.decompress(target, str(decoded))
+        result = pipeline.compress(sample, target, model=model, chunk_size=DEFAULT_CHUNK, progress=tick,
+                                   overwrite=True)  # the demo's own files: a second demo run replaces them
+    api.decompress(target, str(decoded), overwrite=True)
     with open_source(sample) as src:
         same = np.array_equal(src.read(0, len(src)), np.load(decoded))
     out.print(f"{plain(target)}: {result.items} MNIST images, {result.archive_bytes} bytes = {result.bits_per_dim:.4f} "
@@ -320,8 +339,14 @@ def demo(
         raise typer.Exit(1)
 
 
+def _terminate(signum, frame) -> None:
+    # Raised in the main thread, so every open writer's context manager aborts and removes its temp file.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     # Usage errors are click's (exit 2, with help); bbarc's own errors carry their exit codes.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except BbarcError as exc:

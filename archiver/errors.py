@@ -43,3 +43,9 @@ class ConformanceError(BbarcError):
     """A model plugin breaks the model contract (``bbarc.conformance``): a bug in the plugin, not in the data."""
 
     exit_code = 4
+
+
+class OutputError(BbarcError):
+    """An output could not be written: permission denied, read-only filesystem, disk full. Nothing was left."""
+
+    exit_code = 6

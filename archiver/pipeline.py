@@ -17,7 +17,9 @@ import numpy as np
 from bbarc.formats.container import ArchiveWriter
 from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
 from bbarc.errors import ModelError, UsageError
+from bbarc.formats.atomic import check_target, output_errors
 from bbarc.formats.inputs import open_source
+from bbarc.formats.locations import parse_location
 
 from .chain import codec_parameters, encode_chunks
 from .execution import auto_lockstep, lockstep_groups, run_ordered
@@ -63,7 +65,7 @@ class CompressResult:
 
 def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK, dataset: str | None = None,
              labels=None, progress=None, workers: int = 1, executor: Executor | None = None,
-             lockstep: int | None = None) -> CompressResult:
+             lockstep: int | None = None, overwrite: bool = False) -> CompressResult:
     """Compress ``source`` (path, ``file.h5:/key``, or array) into the archive ``path``.
 
     ``labels``: optional per-item side data (array or source spec) stored in each chunk's header.
@@ -73,9 +75,11 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
     ``2 * workers`` lockstep groups are in flight, so memory stays bounded (``bbarc.execution.run_ordered``).
     ``lockstep``: chunks coded together, sharing network calls (see ``chain.encode_chunks``); the bytes do not
     depend on it. By default as many as fit in ``execution.LOCKSTEP_BYTES`` of items.
+    ``overwrite``: replace an existing archive at ``path``; ``source`` and ``labels`` are never written over.
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk size must be a positive integer, got {chunk_size!r}")
+    check_target(path, [input_path(source, dataset), input_path(labels, None)], overwrite)
     started = time.perf_counter()
     with ExitStack() as resources:
         src = resources.enter_context(open_source(source, dataset))
@@ -106,17 +110,32 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
             workers=workers, executor=executor, progress=(lambda k: progress(k, n)) if progress else None,
         )))
         scheme = SCHEME_BITS_BACK if m.item_codec() is not None else SCHEME_STORED
-        with ArchiveWriter(path, metadata.to_json(ARCHIVE_VERSION), version=ARCHIVE_VERSION) as writer:
-            for group, payloads in coded:
-                for (items, index, _), payload in zip(group, payloads):
-                    start = index * chunk_size
-                    side = {"labels": side_src.read(start, start + len(items))} if side_src else None
+        with output_errors(path):
+            writer = resources.enter_context(ArchiveWriter(path, metadata.to_json(ARCHIVE_VERSION),
+                                                           version=ARCHIVE_VERSION))
+        for group, payloads in coded:
+            for (items, index, _), payload in zip(group, payloads):
+                start = index * chunk_size
+                side = {"labels": side_src.read(start, start + len(items))} if side_src else None
+                with output_errors(path):  # only the writing: a failed read of the input is no output error
                     writer.write_chunk(payload, start, len(items), raw_hash(items), scheme=scheme,
                                        item_shapes=items.shape[1:], side=side)
+        with output_errors(path):
             writer.close(final=dict(item_count=n, chunks=writer.chunk_count))
         raw_bytes = n * item_bytes
         return CompressResult(str(path), n, writer.chunk_count, tuple(src.item_shape), np.dtype(src.dtype).str,
                               raw_bytes, os.stat(path).st_size, time.perf_counter() - started)
+
+
+def input_path(source, dataset: str | None) -> str | None:
+    """The file a source spec reads (``file.h5:/key`` -> ``file.h5``), or None for arrays and bad specs (which
+    ``open_source`` reports)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        return parse_location(source, dataset, must_exist=False).path
+    except UsageError:
+        return os.fspath(source)
 
 
 def archive_metadata(src, m: Model, chunk_size: int, side: list[str]) -> ArchiveMetadata:

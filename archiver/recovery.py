@@ -10,11 +10,11 @@ that found every scanned chunk intact must still say that the file is not whole.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
 
-from bbarc.errors import CodingError, CorruptArchiveError, UsageError
+from bbarc.errors import CodingError, CorruptArchiveError
+from bbarc.formats.atomic import check_target
 from bbarc.formats.container import ArchiveWriter
 from bbarc.formats.layout2 import SCHEME_BITS_BACK, SCHEME_STORED
 
@@ -163,27 +163,14 @@ class RecoverResult:
                     lost_attachments=[n for n, _ in check.bad_attachments])
 
 
-def check_output(source, output, force: bool) -> None:
-    """The rule every bbarc writer follows: never the input, and an existing file only with ``force``."""
-    if os.path.exists(output):
-        try:
-            same = os.path.samefile(source, output)
-        except OSError:  # no such input: opening it says so
-            same = False
-        if same:
-            raise UsageError(f"{output} is the archive being recovered; write the recovered archive elsewhere")
-        if not force:
-            raise UsageError(f"{output} exists; pass --force to replace it")
-
-
-def recover(path, output, deep: bool = True, force: bool = False, progress=None) -> RecoverResult:
+def recover(path, output, deep: bool = True, overwrite: bool = False, progress=None) -> RecoverResult:
     """Write every intact chunk (and attachment) of the archive at ``path`` into a new, valid archive at
     ``output`` (format 2, the same metadata, a fresh index; items renumbered contiguously). Intact means: found
     through the footer or the recovery scan, payload and side data matching their checksums, and (``deep``, the
     default) decoding to the content hash recorded. A chunk whose content hash is unknown (found by the scan) is
     decoded in any case, to record it. Format-1 archives are recovered into format 2; their side data lives in
     the chunks' seed headers, which the copied payloads keep."""
-    check_output(path, output, force)
+    check_target(output, inputs=[path], overwrite=overwrite)  # the rule every bbarc writer follows
     archive, footer_error = open_for_checking(path)
     with archive:
         reader, meta = archive._reader, archive.metadata

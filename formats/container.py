@@ -10,7 +10,7 @@ from typing import Any
 from bbarc.errors import UsageError
 
 from . import index2, layout, layout2
-from .atomic import publish, remove_quietly, temp_path_for
+from .atomic import output_error, publish, remove_quietly, temp_path_for
 from .layout import AttachmentEntry, ChunkEntry, ShapeRun, SideSpec
 from .reader import ArchiveReader
 
@@ -98,7 +98,7 @@ class ArchiveWriter:
         try:
             self._file = open(temp, "xb")
         except OSError as exc:
-            raise UsageError(f"cannot create a temp file next to {self.path!r}: {exc.strerror}") from None
+            raise output_error(self.path, exc) from None
         self._temp: str | None = temp
         self._open = True
         self._guarded(self._file.write, header)

@@ -320,7 +320,7 @@ def test_sink_atomicity(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
     target.write_bytes(b"precious")
     with pytest.raises(UsageError, match="item 2 was never written"):
-        with open_sink(target, (4, 2), np.uint8) as sink:
+        with open_sink(target, (4, 2), np.uint8, overwrite=True) as sink:
             sink.write(0, np.zeros((2, 2), np.uint8))
     assert target.read_bytes() == b"precious" and list(tmp_path.iterdir()) == [target]
 
