@@ -74,8 +74,9 @@ def test_version():
                                               (":-27", np.s_[:-27]), ("2:-25", np.s_[2:-25])])
 def test_get_takes_negative_selectors(evil, mnist, selector, expect):
     tmp, _ = evil
-    run = cli("get", tmp / "a.bbarc", selector, "-o", tmp / "g.npy")
-    assert np.array_equal(np.load(tmp / "g.npy"), mnist[:30][expect])
+    out = tmp / f"g{selector}.npy"  # the module's archive is shared: one output per case (no --force needed)
+    run = cli("get", tmp / "a.bbarc", selector, "-o", out)
+    assert np.array_equal(np.load(out), mnist[:30][expect])
     assert run.stderr.startswith("wrote ") and run.stderr.count("\n") == 1  # one line, no blank one
 
 
