@@ -181,7 +181,8 @@ class ArchiveMetadata:
             raise _fail(f"no metadata layout for container version {container_version}")
         if d.get("format") != FORMAT_NAME:
             raise CorruptArchiveError("the container holds no bbarc dataset metadata")
-        spec = ItemSpec(checked_shape(d.get("item_shape"), "item_shape"), checked_dtype(d.get("item_dtype"), "item_dtype"))
+        spec = ItemSpec(checked_shape(d.get("item_shape"), "item_shape"),
+                        checked_dtype(d.get("item_dtype"), "item_dtype"))
         source_dtype = checked_dtype(d.get("source_dtype", spec.dtype.str), "source_dtype")
         if source_dtype.newbyteorder("=") != spec.dtype.newbyteorder("="):
             raise _fail("source_dtype and item_dtype differ beyond byte order")

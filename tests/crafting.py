@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import struct
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 
+import numpy as np
 import zstandard
 
+import bbarc
+from bbarc.errors import BbarcError
 from bbarc.formats import layout
 
 TRACEBACK = "Traceback (most recent call last)"
 CLEAN_EXITS = {0, 2, 3, 4, 5}
+MEMORY_SLACK_MB = 100  # over the same command on the intact archive
 
 
 def split(data: bytes) -> tuple[int, bytes, bytes, dict]:
@@ -95,3 +100,39 @@ def cli_measured(*args, cwd: str | None = None) -> Run:
         err.seek(0)
         return Run(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
                    usage.ru_maxrss / 1024)
+
+
+def check_api(path, original, tmp_path) -> list[str]:
+    """Every API access on a crafted archive: a BbarcError or the original data. Returns what each step did."""
+    done, peak = [], _peak_mb()
+
+    def step(what, action):
+        try:
+            result = action()
+        except BbarcError as exc:
+            assert exc.exit_code in CLEAN_EXITS, (what, exc)
+            done.append(f"{what}:{exc.exit_code}")
+            return None
+        done.append(f"{what}:ok")
+        return result
+
+    archive = step("open", lambda: bbarc.open(path))
+    if archive is None:
+        return done
+    with archive:
+        for i in (0, 3, len(archive) - 1):
+            item = step(f"get {i}", lambda: archive[i])
+            assert item is None or np.array_equal(item, original[i]) and item.dtype == original.dtype, (path, i)
+        every = step("get all", lambda: archive[:])
+        assert every is None or np.array_equal(every, original), path
+        step("verify --deep", lambda: archive.verify(deep=True))
+    out = tmp_path / "out.npy"
+    if step("decompress", lambda: bbarc.decompress(path, out)) is not None:
+        assert np.array_equal(np.load(out), original), path
+    # The high-water mark of this process: any step that allocated what the archive declared shows here.
+    assert _peak_mb() <= peak + MEMORY_SLACK_MB, (path, done, _peak_mb(), peak)
+    return done
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
