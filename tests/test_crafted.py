@@ -220,3 +220,12 @@ def test_a_chunk_moved_to_another_slot_is_refused(bases, tmp_path):
         assert [r.index for r in a.verify(deep=True) if r.error] == [0, 1]
     assert check_api(swapped, bases[1]["zstd2"], tmp_path)[1:] == ["get 0:3", "get 3:3", "get 29:ok", "get all:3",
                                                                     "verify --deep:ok", "decompress:3"]
+
+
+def test_compress_refuses_a_chunk_readers_would_refuse(tmp_path):
+    from bbarc.errors import UsageError
+    from bbarc.metadata import MAX_CHUNK_BYTES
+
+    with pytest.raises(UsageError, match="chunk size"):
+        bbarc.compress(np.zeros((3, 1024), np.uint8), tmp_path / "x.bbarc", model="zstd",
+                       chunk_size=MAX_CHUNK_BYTES // 1024 + 1)
