@@ -93,7 +93,6 @@ def seed_header(items: np.ndarray, n_header: int, chunk: int, side: dict[str, np
 
 @dataclass(frozen=True)
 class SeedHeader:
-    chunk: int  # the number of the chunk it was written for
     items: int
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -117,8 +116,7 @@ def _header_fields(meta) -> tuple[int, tuple[int, ...], np.dtype, int, dict]:
     if not isinstance(meta, dict):
         raise ValueError("its JSON is not an object")
     items, n_header, side = meta.get("items"), meta.get("header_items"), meta.get("side")
-    if not (is_count(items) and is_count(n_header) and n_header <= items and isinstance(side, dict)
-            and is_count(meta.get("chunk"))):
+    if not (is_count(items) and is_count(n_header) and n_header <= items and isinstance(side, dict)):
         raise ValueError("item counts or side specs are missing or mistyped")
     specs = {}
     for key, spec in side.items():
@@ -156,14 +154,13 @@ def parse_seed_header(raw: bytes, chunk: int, limit: int) -> SeedHeader:
             pos += side[key].nbytes
         if pos != len(data):
             raise ValueError(f"{len(data) - pos} bytes follow its arrays")
-        return SeedHeader(meta["chunk"], items, shape, dtype, head, side)
+        return SeedHeader(items, shape, dtype, head, side)
     except (CorruptArchiveError, ValueError, struct.error) as exc:
         raise CorruptArchiveError(f"chunk {chunk}: its seed header is damaged ({exc})", chunk=chunk) from None
 
 
 def check_seed_header(header: SeedHeader, n_items: int, n_header: int, item_shape, dtype, chunk: int) -> None:
-    """The end-of-chain check: the header must describe the chunk the archive index and payload prefix describe,
-    in its slot (a chunk's payload moved to another slot, checksums and all, decodes but is not that chunk)."""
-    if (header.chunk != chunk or header.items != n_items or header.shape != tuple(item_shape) or header.dtype != dtype
+    """The end-of-chain check: the header must describe the chunk the archive index and payload prefix describe."""
+    if (header.items != n_items or header.shape != tuple(item_shape) or header.dtype != dtype
             or len(header.head) != n_header):
         raise CorruptArchiveError(f"chunk {chunk}: its header disagrees with the archive index", chunk=chunk)
