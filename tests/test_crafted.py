@@ -204,6 +204,8 @@ def test_crafted_archives_through_the_cli(bases, tmp_path, mnist):
                 assert np.array_equal(got, originals[kind][3]), what
             if ":seed" in case or command in ("get", "decompress"):
                 assert run.returncode != 0, what  # none of these archives decodes
+
+
 def test_compress_refuses_a_chunk_readers_would_refuse(tmp_path):
     from bbarc.errors import UsageError
     from bbarc.metadata import MAX_CHUNK_BYTES
