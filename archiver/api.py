@@ -241,6 +241,7 @@ def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> Non
     """Validate the index against the metadata at open, so that no access meets a chunk this bbarc cannot
     decode: every chunk's coding scheme is one this bbarc implements and its items have the archive's shape."""
     try:
+        meta.check_index(reader.chunks, reader.recovered)
         for entry in reader.chunks:
             if entry.version >= 2 and entry.scheme not in CHUNK_SCHEMES:
                 raise UsageError(f"{path}: chunk {entry.index} is coded with scheme {entry.scheme!r}, which this bbarc "

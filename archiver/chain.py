@@ -20,7 +20,8 @@ from . import fixedpoint
 from .ans import AnsLanes, message_words
 from .codecs import Bytes, Codec
 from .execution import single_threaded
-from .payload import HEADER_VERSION, check_seed_header, pack, parse_seed_header, seed_header, unpack
+from .payload import (HEADER_VERSION, check_seed_header, pack, parse_seed_header, seed_header, seed_header_limit,
+                      unpack)
 
 
 def codec_parameters() -> dict:
@@ -174,7 +175,7 @@ def _finish(lanes: AnsLanes, c: _Decoder, item_shape, dtype) -> tuple[np.ndarray
     (raw,), status = Bytes().pop_lanes(lanes, np.array([c.lane]))
     if status[0] >= 0:
         raise _damaged(c.chunk, f"the chain ran out of bits at byte {status[0]} of its header")
-    header = parse_seed_header(raw, c.chunk)
+    header = parse_seed_header(raw, c.chunk, seed_header_limit(c.n_header, c.out[:1].nbytes))
     if not lanes.is_empty(c.lane):
         raise CorruptArchiveError(f"chunk {c.chunk}: bits are left over after decoding: the data is damaged",
                                   chunk=c.chunk)

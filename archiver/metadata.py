@@ -15,12 +15,15 @@ import numpy as np
 from bbarc.errors import CorruptArchiveError, UsageError
 
 from .model import ItemSpec
+from .payload import SUPPORTED_DTYPES, checked_dtype, checked_shape
 
 FORMAT_NAME = "bbarc"
 # The integer arithmetic and chain each coding scheme name stands for. A reader accepts an archive whose scheme
 # it knows and whose recorded parameters are exactly that scheme's; keys only the encoder uses are not compared.
 ENCODER_ONLY = frozenset({"header_zstd_level"})
-SUPPORTED_DTYPES = frozenset("u1 u2 u4 u8 i1 i2 i4 i8 f2 f4 f8 b1".split())
+# Bounds on what the metadata may declare (formats/SPEC.md, "Bounds on sizes read from a file"): one chunk's
+# decoded items are held in memory whole, so a chunk may hold at most MAX_CHUNK_BYTES of items.
+MAX_CHUNK_BYTES = 1 << 31
 
 
 def _fail(what: str) -> CorruptArchiveError:
@@ -39,23 +42,6 @@ def _count(d: dict, key: str, what: str = "metadata") -> int:
     if value < 0:
         raise _fail(f"{what} key {key!r} is negative")
     return value
-
-
-def _shape(value, what: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) > 32 or not all(type(v) is int and 0 <= v < 2**31 for v in value):
-        raise _fail(f"{what} is not a list of at most 32 non-negative sizes")
-    return tuple(value)
-
-
-def _dtype(value, what: str) -> np.dtype:
-    """A numeric dtype from an untrusted string: no object, string or structured dtypes."""
-    try:
-        dtype = np.dtype(value) if isinstance(value, str) and len(value) <= 8 else None
-    except TypeError:
-        dtype = None
-    if dtype is None or f"{dtype.kind}{dtype.itemsize}" not in SUPPORTED_DTYPES:
-        raise _fail(f"{what} {str(value)[:20]!r} is not a supported numeric dtype")
-    return dtype
 
 
 @dataclass(frozen=True)
@@ -103,8 +89,18 @@ def _v1_config(d: dict, spec: ItemSpec) -> dict:
         return dict(id=d["id"], item_shape=list(spec.shape), item_dtype=spec.dtype.str,
                     weights_sha256=d.get("weights_sha256"))
     config = {k: d[k] for k in _V1_CONFIG_KEYS if k in d}
-    config["item_dtype"] = _dtype(d.get("item_dtype"), "model item_dtype").str
+    config["item_dtype"] = checked_dtype(d.get("item_dtype"), "model item_dtype").str
     return config
+
+
+def _check_model_spec(config: dict, spec: ItemSpec) -> None:
+    """The model must code items of the archive's shape and dtype, where its config says: else a decoder would
+    fill the archive's items with the model's (numpy broadcasts) and return wrong data."""
+    shape, dtype = config.get("item_shape"), config.get("item_dtype")
+    if shape is not None and checked_shape(shape, "model item_shape") != spec.shape:
+        raise _fail(f"the model codes items of shape {tuple(shape)}, the archive holds {spec.shape}")
+    if dtype is not None and checked_dtype(dtype, "model item_dtype") != spec.dtype:
+        raise _fail(f"the model codes items of dtype {str(dtype)[:20]}, the archive holds {spec.dtype.str}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +151,17 @@ class ArchiveMetadata:
     def raw_bytes(self) -> int:
         return self.item_count * self.item_spec.item_bytes
 
+    def check_index(self, chunks, recovered: bool = False) -> None:
+        """The index must agree with the metadata: every chunk holds at most ``chunk_size`` items (which bounds
+        a decoded chunk) and the chunks hold ``item_count`` items (at most that many after a recovery scan)."""
+        for entry in chunks:
+            if entry.item_count > self.chunk_size:
+                raise _fail(f"chunk {entry.index} holds {entry.item_count} items, more than chunk_size "
+                            f"{self.chunk_size}")
+        total = chunks[-1].stop_item if chunks else 0
+        if total > self.item_count or total != self.item_count and not recovered:
+            raise _fail(f"the index holds {total} items, the metadata says {self.item_count}")
+
     def bits_per_dim(self, archive_bytes: int) -> float:
         return bits_per_dim(archive_bytes, self.item_count * self.item_spec.dims)
 
@@ -174,8 +181,9 @@ class ArchiveMetadata:
             raise _fail(f"no metadata layout for container version {container_version}")
         if d.get("format") != FORMAT_NAME:
             raise CorruptArchiveError("the container holds no bbarc dataset metadata")
-        spec = ItemSpec(_shape(d.get("item_shape"), "item_shape"), _dtype(d.get("item_dtype"), "item_dtype"))
-        source_dtype = _dtype(d.get("source_dtype", spec.dtype.str), "source_dtype")
+        spec = ItemSpec(checked_shape(d.get("item_shape"), "item_shape"),
+                        checked_dtype(d.get("item_dtype"), "item_dtype"))
+        source_dtype = checked_dtype(d.get("source_dtype", spec.dtype.str), "source_dtype")
         if source_dtype.newbyteorder("=") != spec.dtype.newbyteorder("="):
             raise _fail("source_dtype and item_dtype differ beyond byte order")
         side = d.get("side", [])
@@ -184,12 +192,18 @@ class ArchiveMetadata:
         chunk_size = _count(d, "chunk_size")
         if chunk_size < 1:
             raise _fail("chunk_size must be at least 1")
+        item_bytes = math.prod(spec.shape) * spec.dtype.itemsize
+        if not 1 <= item_bytes <= MAX_CHUNK_BYTES // chunk_size:
+            raise _fail(f"a chunk of {chunk_size} items of {item_bytes} bytes is empty or over the "
+                        f"{MAX_CHUNK_BYTES}-byte bound")
+        model = ModelRecord.from_json(d.get("model"), spec, container_version)
+        _check_model_spec(model.config, spec)
         known = {"format", "writer", "source", "item_shape", "item_dtype", "source_dtype", "item_count", "chunk_size",
                  "model", "codec", "side", "chunks"}
         return cls(
             writer=str(d.get("writer", "")), source=str(d.get("source", "")), item_spec=spec,
             source_dtype=source_dtype, item_count=_count(d, "item_count"), chunk_size=chunk_size,
-            model=ModelRecord.from_json(d.get("model"), spec, container_version),
+            model=model,
             coding=CodingScheme(_get(d, "codec", dict)), side=tuple(side),
             extra={k: v for k, v in d.items() if k not in known}, raw=d,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from dataclasses import dataclass
 
@@ -19,11 +20,39 @@ import numpy as np
 import zstandard
 
 from bbarc.errors import CorruptArchiveError
-from bbarc.formats.layout import CHECKSUM_PREFIX
+from bbarc.formats.layout import CHECKSUM_PREFIX, checked_frame, decode_json_object, is_count
+from bbarc.formats.layout2 import SIDE_RAW_MAX
 
 HEADER_VERSION = 1
 ZSTD_LEVEL = 19  # the encoder's choice: any level decodes the same, so it is not part of the codec's identity
 _PREFIX = struct.Struct("<I")
+
+
+SUPPORTED_DTYPES = frozenset("u1 u2 u4 u8 i1 i2 i4 i8 f2 f4 f8 b1".split())
+MAX_NDIM = 32
+
+
+def _fail(what: str) -> CorruptArchiveError:
+    return CorruptArchiveError(f"the archive metadata is malformed: {what}")
+
+
+def checked_shape(value, what: str) -> tuple[int, ...]:
+    """An item shape from untrusted JSON: a list of at most 32 sizes, each below 2**31."""
+    if not isinstance(value, list) or len(value) > MAX_NDIM or not all(type(v) is int and 0 <= v < 2**31
+                                                                        for v in value):
+        raise _fail(f"{what} is not a list of at most {MAX_NDIM} non-negative sizes")
+    return tuple(value)
+
+
+def checked_dtype(value, what: str) -> np.dtype:
+    """A numeric dtype from an untrusted string: no object, string or structured dtypes."""
+    try:
+        dtype = np.dtype(value) if isinstance(value, str) and len(value) <= 8 else None
+    except TypeError:
+        dtype = None
+    if dtype is None or f"{dtype.kind}{dtype.itemsize}" not in SUPPORTED_DTYPES:
+        raise _fail(f"{what} {str(value)[:20]!r} is not a supported numeric dtype")
+    return dtype
 
 
 def raw_hash(items: np.ndarray) -> str:
@@ -71,24 +100,63 @@ class SeedHeader:
     side: dict[str, np.ndarray]
 
 
-def parse_seed_header(raw: bytes, chunk: int) -> SeedHeader:
+# Bounds on a seed header read from a file (formats/SPEC.md, "Bounds on sizes read from a file"): its JSON, and
+# the side arrays a version-1 chunk keeps in it. The frame may hold no more than these plus the header's items.
+HEADER_JSON_MAX = 1 << 16
+HEADER_SIDE_MAX = SIDE_RAW_MAX
+
+
+def seed_header_limit(n_header: int, item_bytes: int) -> int:
+    """Most bytes the decompressed seed header of a chunk with ``n_header`` verbatim items may hold."""
+    return _PREFIX.size + HEADER_JSON_MAX + n_header * item_bytes + HEADER_SIDE_MAX
+
+
+def _header_fields(meta) -> tuple[int, tuple[int, ...], np.dtype, int, dict]:
+    """(items, shape, dtype, header items, side specs) of a seed header's JSON, every value type-checked."""
+    if not isinstance(meta, dict):
+        raise ValueError("its JSON is not an object")
+    items, n_header, side = meta.get("items"), meta.get("header_items"), meta.get("side")
+    if not (is_count(items) and is_count(n_header) and n_header <= items and isinstance(side, dict)):
+        raise ValueError("item counts or side specs are missing or mistyped")
+    specs = {}
+    for key, spec in side.items():
+        if not (isinstance(spec, list) and len(spec) == 2):
+            raise ValueError(f"side spec {str(key)[:20]!r} is not [dtype, shape]")
+        specs[key] = (checked_dtype(spec[0], "side dtype"), checked_shape(spec[1], "side shape"))
+    return items, checked_shape(meta.get("shape"), "item shape"), checked_dtype(meta.get("dtype"), "dtype"), \
+        n_header, specs
+
+
+def _take(data: bytes, dtype: np.dtype, shape: tuple[int, ...], pos: int) -> np.ndarray:
+    """The array of ``shape`` at ``pos`` in ``data``, a view; ValueError if the data is too short for it."""
+    size = math.prod(shape) * dtype.itemsize
+    if pos + size > len(data):
+        raise ValueError(f"it ends before its {size}-byte array at byte {pos}")
+    return np.frombuffer(data, dtype, math.prod(shape), pos).reshape(shape)
+
+
+def parse_seed_header(raw: bytes, chunk: int, limit: int) -> SeedHeader:
+    """The seed header in ``raw``; its decompressed size must be at most ``limit`` (``seed_header_limit``),
+    checked before decompressing. CorruptArchiveError naming ``chunk`` if it is damaged or crafted."""
     try:
-        data = zstandard.ZstdDecompressor().decompress(raw)
+        data = checked_frame(raw, limit, "its seed header")
         (n,) = _PREFIX.unpack_from(data)
-        meta = json.loads(data[_PREFIX.size : _PREFIX.size + n])
+        if n > HEADER_JSON_MAX or _PREFIX.size + n > len(data):
+            raise ValueError(f"its JSON length {n} is out of bounds")
+        meta = decode_json_object(data[_PREFIX.size : _PREFIX.size + n], "its JSON")
+        items, shape, dtype, n_header, specs = _header_fields(meta)
         pos = _PREFIX.size + n
-        dtype, shape = np.dtype(meta["dtype"]), tuple(meta["shape"])
-        count = meta["header_items"] * int(np.prod(shape, dtype=np.int64))
-        head = np.frombuffer(data, dtype, count, pos).reshape((meta["header_items"], *shape))
+        head = _take(data, dtype, (n_header, *shape), pos)
         pos += head.nbytes
         side = {}
-        for key, (sdtype, sshape) in meta["side"].items():
-            arr = np.frombuffer(data, np.dtype(sdtype), int(np.prod(sshape, dtype=np.int64)), pos).reshape(sshape)
-            side[key] = arr
-            pos += arr.nbytes
-        return SeedHeader(meta["items"], shape, dtype, head, side)
-    except (zstandard.ZstdError, ValueError, KeyError, TypeError, struct.error) as exc:
-        raise CorruptArchiveError(f"chunk {chunk}: its header does not parse ({exc})", chunk=chunk) from None
+        for key, (sdtype, sshape) in specs.items():
+            side[key] = _take(data, sdtype, sshape, pos)
+            pos += side[key].nbytes
+        if pos != len(data):
+            raise ValueError(f"{len(data) - pos} bytes follow its arrays")
+        return SeedHeader(items, shape, dtype, head, side)
+    except (CorruptArchiveError, ValueError, struct.error) as exc:
+        raise CorruptArchiveError(f"chunk {chunk}: its seed header is damaged ({exc})", chunk=chunk) from None
 
 
 def check_seed_header(header: SeedHeader, n_items: int, n_header: int, item_shape, dtype, chunk: int) -> None:

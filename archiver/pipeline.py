@@ -23,7 +23,7 @@ from bbarc.formats.locations import parse_location
 
 from .chain import codec_parameters, encode_chunks
 from .execution import auto_lockstep, lockstep_groups, run_ordered
-from .metadata import ArchiveMetadata, CodingScheme, ModelRecord
+from .metadata import MAX_CHUNK_BYTES, ArchiveMetadata, CodingScheme, ModelRecord
 from .model import ItemSpec, Model
 from .payload import raw_hash
 from .registry import default_registry, resolve
@@ -93,6 +93,9 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
         m.check_items(src.read(0, 1))
         metadata = archive_metadata(src, m, chunk_size, side=["labels"] if side_src is not None else [])
         item_bytes = int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
+        if not 1 <= item_bytes <= MAX_CHUNK_BYTES // chunk_size:  # readers refuse a bigger chunk (metadata.py)
+            raise UsageError(f"a chunk of {chunk_size} items of {item_bytes} bytes is empty or over the "
+                             f"{MAX_CHUNK_BYTES}-byte bound; use a smaller chunk size")
 
         def chunks():
             """(items, chunk index, side data) of each chunk in turn, read and checked as the coder needs them."""
