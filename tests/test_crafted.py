@@ -136,7 +136,8 @@ def make_case(name: str, base, tmp_path, mnist=None):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(bbarc.chain, "seed_header", SEED[rest])
             items = mnist[:30] if kind == "zstd2" else mnist[:20]
-            bbarc.compress(items, path, model="zstd" if kind == "zstd2" else "mnist-vae", chunk_size=10)
+            bbarc.compress(items, path, model="zstd" if kind == "zstd2" else "mnist-vae", chunk_size=10,
+                           overwrite=True)  # the same case serves several commands
         return path
     data = paths[kind].read_bytes()
     if rest in META:
