@@ -192,9 +192,8 @@ class ArchiveMetadata:
         chunk_size = _count(d, "chunk_size")
         if chunk_size < 1:
             raise _fail("chunk_size must be at least 1")
-        item_bytes = math.prod(spec.shape) * spec.dtype.itemsize
-        if not 1 <= item_bytes <= MAX_CHUNK_BYTES // chunk_size:
-            raise _fail(f"a chunk of {chunk_size} items of {item_bytes} bytes is empty or over the "
+        if not chunk_fits(spec, chunk_size):
+            raise _fail(f"a chunk of {chunk_size} items of {spec.item_bytes} bytes is empty or over the "
                         f"{MAX_CHUNK_BYTES}-byte bound")
         model = ModelRecord.from_json(d.get("model"), spec, container_version)
         _check_model_spec(model.config, spec)
@@ -207,6 +206,12 @@ class ArchiveMetadata:
             coding=CodingScheme(_get(d, "codec", dict)), side=tuple(side),
             extra={k: v for k, v in d.items() if k not in known}, raw=d,
         )
+
+
+def chunk_fits(spec: ItemSpec, chunk_size: int) -> bool:
+    """Whether chunks of ``chunk_size`` items of ``spec`` stay within ``MAX_CHUNK_BYTES`` (items of no bytes do
+    not): readers refuse archives that break it, so the writer checks it too."""
+    return 1 <= spec.item_bytes <= MAX_CHUNK_BYTES // chunk_size
 
 
 def bits_per_dim(archive_bytes: int, dims: int) -> float:

@@ -23,7 +23,7 @@ from bbarc.formats.locations import parse_location
 
 from .chain import codec_parameters, encode_chunks
 from .execution import auto_lockstep, lockstep_groups, run_ordered
-from .metadata import MAX_CHUNK_BYTES, ArchiveMetadata, CodingScheme, ModelRecord
+from .metadata import MAX_CHUNK_BYTES, ArchiveMetadata, CodingScheme, ModelRecord, chunk_fits
 from .model import ItemSpec, Model
 from .payload import raw_hash
 from .registry import default_registry, resolve
@@ -89,11 +89,12 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
         side_src = resources.enter_context(open_source(labels)) if labels is not None else None
         if side_src is not None and len(side_src) != n:
             raise UsageError(f"labels hold {len(side_src)} entries but {src.description} holds {n} items")
-        m = resolve(model, ItemSpec(src.item_shape, src.dtype))
+        spec = ItemSpec(src.item_shape, src.dtype)
+        m = resolve(model, spec)
         m.check_items(src.read(0, 1))
         metadata = archive_metadata(src, m, chunk_size, side=["labels"] if side_src is not None else [])
-        item_bytes = int(np.prod(src.item_shape, dtype=np.int64)) * np.dtype(src.dtype).itemsize
-        if not 1 <= item_bytes <= MAX_CHUNK_BYTES // chunk_size:  # readers refuse a bigger chunk (metadata.py)
+        item_bytes = spec.item_bytes
+        if not chunk_fits(spec, chunk_size):
             raise UsageError(f"a chunk of {chunk_size} items of {item_bytes} bytes is empty or over the "
                              f"{MAX_CHUNK_BYTES}-byte bound; use a smaller chunk size")
 

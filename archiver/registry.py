@@ -128,8 +128,9 @@ class Registry:
             raise ModelError("the archive's model record has no model id")
         entry = self.entry(config["id"])
         model = _checked(entry.family.from_config(config), config["id"], "from_config")
-        if model.get_config() != config:
-            diff = sorted(k for k in set(config) | set(model.get_config()) if config.get(k) != model.get_config().get(k))
+        rebuilt = model.get_config()
+        if rebuilt != config:
+            diff = sorted(k for k in set(config) | set(rebuilt) if config.get(k) != rebuilt.get(k))
             raise ModelError(f"model {config['id']!r} of {entry.distribution} {entry.version} cannot rebuild the "
                              f"recorded model (it differs in {', '.join(diff)}); install the plugin version that "
                              "wrote the archive")
