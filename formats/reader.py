@@ -14,7 +14,7 @@ from bbarc.errors import CorruptArchiveError, UsageError
 from . import layout, layout2, loading
 from .layout import AttachmentEntry, ChunkEntry
 
-_RECOVER_HINT = "; open it with recover=True to salvage the intact chunks"
+_RECOVER_HINT = "; `bbarc recover` writes its intact chunks to a new archive (API: open it with recover=True)"
 
 
 def checked_index(value, count: int, what: str, holds: str) -> int:
