@@ -55,6 +55,7 @@ class ChunkCache:
         self._reader, self._model, self._name = reader, model, name
         self._item_shape, self._dtype, self._size = tuple(item_shape), np.dtype(dtype), size
         self._first_items = np.array([c.first_item for c in reader.chunks], dtype=np.int64)
+        self._counts = np.array([c.item_count for c in reader.chunks], dtype=np.int64)
         self._whole: OrderedDict[int, DecodedChunk] = OrderedDict()
         self._tails: OrderedDict[int, _Tail] = OrderedDict()
         self._lock = threading.Lock()
@@ -97,6 +98,9 @@ class ChunkCache:
             return out
         pos = np.arange(positions.start, positions.stop, positions.step, dtype=np.int64)
         chunk_of = np.searchsorted(self._first_items, pos, side="right") - 1
+        if self._reader.recovered:  # a recovery scan may have skipped damaged records: their items are gone
+            for p in pos[(chunk_of < 0) | (pos >= self._first_items[chunk_of] + self._counts[chunk_of])][:1]:
+                self._reader.chunk_for_item(int(p))  # raises, naming the item and what to do
         # A range is monotonic, so the items of each chunk form one run of the output.
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))
         runs = list(zip(starts.tolist(), np.append(starts[1:], len(pos)).tolist()))

@@ -89,6 +89,12 @@ class ChunkEntry:
     desc_length: int = 0
     side_length: int = 0
     side_checksum: str | None = None
+    number: int | None = None  # the record's own chunk number, where a recovery scan skipped damaged records
+
+    @property
+    def record_number(self) -> int:
+        """The chunk number its record header carries: ``index`` unless a scan found it past a gap."""
+        return self.index if self.number is None else self.number
 
     @property
     def stop_item(self) -> int:
@@ -136,6 +142,11 @@ class AttachmentEntry:
     length: int
     checksum: str | None
     desc_length: int
+    number: int | None = None  # the record's own attachment number, where a recovery scan skipped some
+
+    @property
+    def record_number(self) -> int:
+        return self.index if self.number is None else self.number
 
     @property
     def payload_offset(self) -> int:

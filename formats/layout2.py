@@ -19,6 +19,8 @@ from bbarc.errors import CorruptArchiveError, UsageError
 
 from .layout import ATTACHMENT_TAG, CRC, RECORD2_BODY, RECORD_TAG, ShapeRun, SideSpec, checked_frame, crc32
 
+TAGS = (RECORD_TAG, ATTACHMENT_TAG)  # the record kinds of version 2, as a recovery scan looks for them
+
 # Bounds on everything a v2 record or index entry declares (SPEC.md, "Bounds").
 DESC_MAX = 1 << 20  # bytes of one record descriptor
 SIDE_RAW_MAX = 16 << 20  # decompressed side bytes of one chunk

@@ -73,20 +73,57 @@ def read_footer(pread: Pread, size: int, version: int, header_end: int):
 
 
 def scan_records(pread: Pread, size: int, version: int, header_end: int):
-    """(chunks, attachments) found by walking record headers from ``header_end``; stops at the first bad one."""
+    """(chunks, attachments) found by walking record headers from ``header_end``. Past a record that fails, the
+    scan resynchronises on the next valid record header (its tag and own crc32), so one damaged record loses its
+    own items only; chunks found after such a gap keep their record's number in ``ChunkEntry.number``."""
     if version == 1:
         return _scan_v1(pread, size, header_end), []
     chunks: list[ChunkEntry] = []
     attachments: list[AttachmentEntry] = []
-    offset = header_end
-    while offset + RECORD2_HEADER_SIZE <= size:
+    offset: int | None = header_end
+    while offset is not None and offset + RECORD2_HEADER_SIZE <= size:
         try:
             record, end = _scanned_record(pread, size, offset, chunks, attachments)
         except CorruptArchiveError:
-            break
+            offset = next_record_header(pread, size, offset + 1, layout2.TAGS, RECORD2_HEADER_SIZE)
+            continue
         (chunks if isinstance(record, ChunkEntry) else attachments).append(record)
         offset = end
     return chunks, attachments
+
+
+SCAN_BLOCK = 1 << 20  # bytes read at a time while looking for the next record header: bounded memory
+
+
+def next_record_header(pread: Pread, size: int, start: int, tags: tuple[bytes, ...], header_size: int) -> int | None:
+    """Offset of the first record header at or after ``start`` whose tag and own crc32 are valid, or None.
+    A payload that happens to hold a tag is skipped by the header's crc32 (a false match has odds 2**-32, and
+    the sequence and descriptor checks come after it)."""
+    parse = layout2.parse_record_header if header_size == RECORD2_HEADER_SIZE else layout.parse_record_header
+    while start + header_size <= size:
+        block = pread(min(SCAN_BLOCK + header_size, size - start), start)
+        hits = sorted(i for tag in tags for i in _find_all(block, tag))
+        for i in hits:
+            try:
+                parse(block[i : i + header_size])  # cut short (and refused) only where the file ends
+            except CorruptArchiveError:
+                continue
+            return start + i
+        start += SCAN_BLOCK
+    return None
+
+
+def _find_all(block: bytes, tag: bytes):
+    """Positions of ``tag`` in the first SCAN_BLOCK bytes of ``block`` (the rest is overlap for the header)."""
+    i = block.find(tag)
+    while 0 <= i < SCAN_BLOCK:
+        yield i
+        i = block.find(tag, i + 1)
+
+
+def _continues(number: int, expected: int, first_item: int, next_item: int) -> bool:
+    """A record continues the sequence: the next one, or one past a gap that skipped both chunks and items."""
+    return (number, first_item) == (expected, next_item) or (number > expected and first_item > next_item)
 
 
 def _scanned_record(pread: Pread, size: int, offset: int, chunks: list, attachments: list):
@@ -99,36 +136,46 @@ def _scanned_record(pread: Pread, size: int, offset: int, chunks: list, attachme
         raise CorruptArchiveError("record descriptor is damaged")
     if header.tag == layout.ATTACHMENT_TAG:
         name = layout2.decode_attachment_desc(desc)
-        if header.number != len(attachments) or any(a.name == name for a in attachments):
+        expected = attachments[-1].record_number + 1 if attachments else 0
+        if header.number < expected or any(a.name == name for a in attachments):
             raise CorruptArchiveError("attachment out of sequence")
         if len(attachments) >= layout2.MAX_ATTACHMENTS:
             raise CorruptArchiveError("too many attachments")
-        return AttachmentEntry(len(attachments), name, offset, header.length, None, header.desc_length), end
+        number = None if header.number == len(attachments) else header.number
+        return AttachmentEntry(len(attachments), name, offset, header.length, None, header.desc_length, number), end
+    expected = chunks[-1].record_number + 1 if chunks else 0
     next_item = chunks[-1].stop_item if chunks else 0
-    if header.number != len(chunks) or header.first_item != next_item:
+    if not _continues(header.number, expected, header.first_item, next_item):
         raise CorruptArchiveError("chunk out of sequence")
     scheme, shapes, side = layout2.decode_chunk_desc(desc, header.item_count)
     if bool(side) != (header.side_length > 0):
         raise CorruptArchiveError("side arrays and side section out of step")
-    entry = ChunkEntry(len(chunks), offset, header.length, next_item, header.item_count, None, None, {}, version=2,
-                       scheme=scheme, shapes=shapes, side=side, desc_length=header.desc_length,
-                       side_length=header.side_length)
+    number = None if header.number == len(chunks) else header.number
+    entry = ChunkEntry(len(chunks), offset, header.length, header.first_item, header.item_count, None, None, {},
+                       version=2, scheme=scheme, shapes=shapes, side=side, desc_length=header.desc_length,
+                       side_length=header.side_length, number=number)
     return entry, end
 
 
 def _scan_v1(pread: Pread, size: int, header_end: int) -> list[ChunkEntry]:
     entries: list[ChunkEntry] = []
-    offset, next_item = header_end, 0
-    while offset + layout.RECORD_HEADER_SIZE <= size:
+    offset: int | None = header_end
+    while offset is not None and offset + layout.RECORD_HEADER_SIZE <= size:
         try:
             header = layout.parse_record_header(pread(layout.RECORD_HEADER_SIZE, offset))
         except CorruptArchiveError:
-            break
-        end = offset + layout.RECORD_HEADER_SIZE + header.length
-        if header.chunk != len(entries) or header.first_item != next_item or header.item_count < 1 or end > size:
-            break
-        entries.append(ChunkEntry(len(entries), offset, header.length, next_item, header.item_count, None, None, {}))
-        offset, next_item = end, next_item + header.item_count
+            header = None
+        end = offset + layout.RECORD_HEADER_SIZE + (header.length if header else 0)
+        expected = entries[-1].record_number + 1 if entries else 0
+        next_item = entries[-1].stop_item if entries else 0
+        if (header is None or header.item_count < 1 or end > size
+                or not _continues(header.chunk, expected, header.first_item, next_item)):
+            offset = next_record_header(pread, size, offset + 1, (layout.RECORD_TAG,), layout.RECORD_HEADER_SIZE)
+            continue
+        number = None if header.chunk == len(entries) else header.chunk
+        entries.append(ChunkEntry(len(entries), offset, header.length, header.first_item, header.item_count,
+                                  None, None, {}, number=number))
+        offset = end
     return entries
 
 
@@ -144,7 +191,7 @@ def check_record(pread: Pread, entry, tag: bytes, desc: bytes, side_length: int,
     if len(buf) < head + more:
         raise CorruptArchiveError("the file ends inside this record")
     header = layout2.parse_record_header(buf)
-    expected = (tag, entry.index, first_item, item_count, len(desc), side_length, entry.length)
+    expected = (tag, entry.record_number, first_item, item_count, len(desc), side_length, entry.length)
     if tuple(header[:7]) != expected:
         raise CorruptArchiveError(f"record header {tuple(header[1:7])} disagrees with the index {expected[1:]}")
     got = buf[RECORD2_HEADER_SIZE:head]
@@ -157,7 +204,7 @@ def check_chunk_record(pread: Pread, entry: ChunkEntry, more: int):
     """(record header, the ``more`` bytes after the descriptor) of chunk ``entry``, checked against the index."""
     if entry.version == 1:
         header = layout.parse_record_header(pread(layout.RECORD_HEADER_SIZE, entry.offset))
-        expected = (entry.index, entry.first_item, entry.item_count, entry.length)
+        expected = (entry.record_number, entry.first_item, entry.item_count, entry.length)
         if header[:4] != expected:
             raise CorruptArchiveError(
                 f"record header (chunk, first_item, item_count, length) = {tuple(header[:4])} "

@@ -143,7 +143,10 @@ class ArchiveReader:
     def chunk_for_item(self, item: int) -> int:
         """Index of the chunk holding item number ``item``."""
         item = checked_index(item, self.item_count, "item", f"{self.path!r} holds items 0..{self.item_count - 1}")
-        return bisect.bisect_right(self._firsts, item) - 1
+        c = bisect.bisect_right(self._firsts, item) - 1
+        if c < 0 or item >= self._chunks[c].stop_item:  # only after a recovery scan skipped a damaged record
+            raise self._corrupt(f"item {item} was in a damaged record that the recovery scan skipped{_RECOVER_HINT}")
+        return c
 
     def attachment_names(self) -> list[str]:
         return [a.name for a in self._attachments]

@@ -228,3 +228,69 @@ def test_a_worker_drops_its_copy_of_a_file_replaced_since_and_reopens_it(tmp_pat
     for kept in api._worker_archives.values():
         kept.close()
     api._worker_archives.clear()
+
+
+def zero_record_header(path, i):
+    """Chunk ``i``'s record header zeroed, and the footer damaged, so only a scan finds the records."""
+    entry = chunk(path, i)
+    data = bytearray(path.read_bytes())
+    data[entry.offset : entry.offset + 16] = bytes(16)
+    data[-30] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("block", [1 << 20, 5])  # a tiny scan block puts tags across block boundaries
+def test_the_scan_resynchronises_past_a_damaged_record(tmp_path, archive, mnist, monkeypatch, block):
+    from bbarc.formats import loading
+
+    monkeypatch.setattr(loading, "SCAN_BLOCK", block)
+    zero_record_header(archive, 1)
+    with bbarc.open(archive, recover=True) as a:
+        assert [(c.first_item, c.item_count) for c in a._reader.chunks] == [(0, 10), (20, 10), (30, 10)]
+        assert np.array_equal(a[25], mnist[25]) and np.array_equal(a[30:40], mnist[30:40])
+        for bad in (lambda: a[15], lambda: a[5:25]):
+            with pytest.raises(CorruptArchiveError, match="item 1[05] was in a damaged record"):
+                bad()
+        assert np.array_equal(a.side(2)["labels"], np.arange(30, 40) % 10)
+    out = tmp_path / "out.bbarc"
+    report = json.loads(cli("recover", archive, out, "-q", "--json").stdout)
+    assert report["lost"] == [[10, 20]] and report["items"] == 30
+    assert cli("verify", out, "--deep", "-q").returncode == 0
+    with bbarc.open(out) as a:
+        assert np.array_equal(a[:], mnist[np.r_[0:10, 20:40]])
+
+
+def test_the_scan_resynchronises_past_a_zeroed_stretch_across_records(tmp_path, archive, mnist):
+    """A hole (zeros) from the middle of chunk 1's payload into chunk 2's: chunk 1 is found but fails its
+    checksum, chunk 2's record is gone, and the scan finds chunk 3 again."""
+    first, second = chunk(archive, 1), chunk(archive, 2)
+    data = bytearray(archive.read_bytes())
+    data[first.payload_offset + 10 : second.offset + 100] = bytes(second.offset + 100 - first.payload_offset - 10)
+    data[-30] ^= 0x10
+    archive.write_bytes(bytes(data))
+    run = cli("verify", archive, "-q", "--json", check=False)
+    report = json.loads(run.stdout)
+    assert run.returncode == 3 and report["chunks"] == 3 and report["intact_chunks"] == 2
+    assert report["lost"] == [[10, 30]] and [b["index"] for b in report["bad"]] == [1]
+    with bbarc.open(archive, recover=True) as a:
+        assert np.array_equal(a[30:40], mnist[30:40])
+
+
+def test_a_format1_scan_resynchronises_too(tmp_path):
+    from pathlib import Path
+
+    from tests.golden import __file__ as golden_init
+
+    golden = Path(golden_init).parent / "mnist-vae-v1.bbarc"
+    damaged = tmp_path / "v1.bbarc"
+    damaged.write_bytes(golden.read_bytes())
+    with ArchiveReader(golden) as r:
+        assert len(r.chunks) >= 3
+        gap = r.chunks[1]
+    zero_record_header(damaged, 1)
+    out = tmp_path / "v2.bbarc"
+    report = json.loads(cli("recover", damaged, out, "-q", "--json").stdout)
+    assert report["lost"] == [[gap.first_item, gap.stop_item]]
+    with bbarc.open(golden) as g, bbarc.open(out) as a:
+        keep = np.r_[0 : gap.first_item, gap.stop_item : len(g)]
+        assert np.array_equal(a[:], g[:][keep])
