@@ -17,8 +17,8 @@ import sys
 import threading
 
 #: printed (once per process) when the first kernel called has to be compiled; ``{seconds}`` is an estimate
-NOTICE = "bbarc: compiling the coder's kernels for this machine (once; about {seconds} s)"
-COMPILE_SECONDS = 20  # a rough figure for the notice; benchmarks/results/cli_speed.txt has the measured one
+NOTICE = "bbarc: compiling the coder's kernels for this machine (once; up to about {seconds} s)"
+COMPILE_SECONDS = 10  # a rough upper figure for the notice (the built-in models, compress and decompress)
 
 _noticed = False
 _notice_lock = threading.Lock()
