@@ -49,6 +49,7 @@ class KernelGroup:
                 if self._bound is None:
                     import numba
 
+                    _init_target_without_blas()
                     bound = {k.__name__: numba.njit(**k.options)(k.py_func) for k in self._pending}
                     self._namespace.update(bound)  # before any compilation: kernels find each other here
                     self._bound = bound
@@ -68,6 +69,30 @@ class _Pending:
             self._group.checked = True
             _notice_if_uncached(dispatcher)
         return dispatcher(*args)
+
+
+_BLAS = "scipy.linalg.cython_blas"
+
+
+def _init_target_without_blas() -> None:
+    """Initialise numba's CPU target (it does so itself before its first compilation or cache load) with scipy's
+    BLAS module hidden. The target imports ``numba.np.arraymath``, which imports all of ``scipy.linalg`` (a third of
+    a second) only to learn whether ``np.correlate`` may call BLAS; no kernel here does linear algebra. Hidden,
+    numba's ``np.correlate``/``np.convolve`` in this process use their own loop; ``np.dot`` and the rest of
+    ``numpy.linalg`` look for BLAS when they are compiled, and find it. Nothing is hidden when scipy's BLAS is
+    loaded already (nothing to save), and any failure leaves numba to initialise as it would have."""
+    if _BLAS in sys.modules:
+        return
+    sys.modules[_BLAS] = None  # an import of it raises ImportError while this entry is there
+    try:
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+    except Exception:  # numba's internals moved: it initialises on its own, scipy included
+        pass
+    finally:
+        if _BLAS in sys.modules and sys.modules[_BLAS] is None:
+            del sys.modules[_BLAS]
 
 
 def is_cached(dispatcher) -> bool:

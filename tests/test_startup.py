@@ -63,3 +63,16 @@ def test_a_first_compilation_is_announced_once(tmp_path):
     assert first.stderr.count(notice) == 1, first.stderr
     assert notice not in second.stderr, second.stderr
 
+
+
+def test_kernels_load_without_scipy_linalg_and_numba_keeps_blas():
+    """numba's target comes up without importing scipy.linalg (bbarc.jit), and np.dot compiled afterwards in the
+    same process still calls BLAS."""
+    pytest.importorskip("scipy")
+    code = ("import sys, numpy as np, numba\nfrom bbarc import fixedpoint\n"
+            "assert fixedpoint.mixture_weights([[0, -16]]).tolist() == [[4096, 1507]]\n"
+            "assert 'scipy.linalg' not in sys.modules, 'scipy.linalg loaded'\n"
+            "dot = numba.njit(lambda a, b: np.dot(a, b))\n"
+            "assert dot(np.ones((2, 3)), np.ones((3, 2))).tolist() == [[3.0, 3.0], [3.0, 3.0]]\n"
+            "assert 'scipy.linalg.cython_blas' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
