@@ -104,7 +104,8 @@ def status(label: str):
 @click.argument("output", type=_PATH)
 @click.option("--dataset", "-d", help="HDF5 dataset path, e.g. /images")
 @click.option("--model", "-m", default="mnist-vae", help="model id (see `bbarc models`)")
-@click.option("--chunk-size", "-c", type=_POSITIVE, default=DEFAULT_CHUNK, help="items per independently decodable chunk")
+@click.option("--chunk-size", "-c", type=_POSITIVE, default=DEFAULT_CHUNK,
+              help="items per independently decodable chunk")
 @click.option("--labels", help="per-item side data stored with the items")
 @click.option("--workers", "-w", type=_POSITIVE, default=1, help="encode chunks in this many processes")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable result on stdout")

@@ -144,8 +144,8 @@ def report_lines(report: dict) -> list[str]:
                          f"images/CPU-s  (CPU {r['compress_cpu_s']:.2f} s / {r['decompress_cpu_s']:.2f} s, wall "
                          f"{r['compress_wall_s']:.2f} s / {r['decompress_wall_s']:.2f} s)  identical {r['identical']}")
         ours = rows[0]
-        met = (min(ours["compress_images_per_cpu_s"], ours["decompress_images_per_cpu_s"]) >= target["images_per_cpu_s"]
-               and ours["bits_per_dim"] <= target["bits_per_dim"])
+        slower = min(ours["compress_images_per_cpu_s"], ours["decompress_images_per_cpu_s"])
+        met = slower >= target["images_per_cpu_s"] and ours["bits_per_dim"] <= target["bits_per_dim"]
         lines.append(f"    target {'met' if met else 'NOT met'}")
     cold = report.get("cold_start")
     if cold:
