@@ -8,7 +8,7 @@ import pytest
 
 from bbarc import jit
 
-HEAVY = ("torch", "numba", "llvmlite", "pydantic", "typer")
+HEAVY = ("torch", "numba", "llvmlite", "scipy", "h5py", "pydantic", "typer")
 
 
 def imported_modules(*args, env=None) -> set[str]:
