@@ -66,8 +66,7 @@ def row(codec: str, n: int, dims: int, size: int, comp: list, decomp: list, iden
                 decompress_wall_s=min(w for w, _ in decomp), runs=len(comp), identical=identical)
 
 
-def coding(model: str, data: np.ndarray, tmp: Path, runs: int, baseline_runs: int) -> list[dict]:
-    bbarc = bbarc_command()
+def coding(bbarc: list[str], model: str, data: np.ndarray, tmp: Path, runs: int, baseline_runs: int) -> list[dict]:
     src, archive, out = tmp / f"{model}.npy", tmp / f"{model}.bbarc", tmp / f"{model}.out.npy"
     np.save(src, data)
     comp, decomp, identical = [], [], True
@@ -77,7 +76,7 @@ def coding(model: str, data: np.ndarray, tmp: Path, runs: int, baseline_runs: in
         identical = identical and np.array_equal(np.load(out, mmap_mode="r"), data)
     rows = [row(f"bbarc {model}", len(data), data.size, archive.stat().st_size, comp, decomp, identical)]
     raw = src.read_bytes()
-    for name, (enc, dec, suffix) in BASELINES.items():
+    for name, (enc, dec, suffix) in BASELINES.items() if baseline_runs else ():
         packed, back = tmp / f"{model}.npy.{suffix}", tmp / f"{model}.back.npy"
         comp, decomp = [], []
         for _ in range(baseline_runs):
@@ -89,8 +88,7 @@ def coding(model: str, data: np.ndarray, tmp: Path, runs: int, baseline_runs: in
     return rows
 
 
-def cold_start(test: np.ndarray, tmp: Path, runs: int) -> dict:
-    bbarc = bbarc_command()
+def cold_start(bbarc: list[str], test: np.ndarray, tmp: Path, runs: int) -> dict:
     src, archive, item = tmp / "test.npy", tmp / "test.bbarc", tmp / "x.npy"
     np.save(src, test)
     bench.run_command([*bbarc, "compress", src, archive, "-m", "mnist-vae", "-q", "-f"])
@@ -115,11 +113,10 @@ def cold_start(test: np.ndarray, tmp: Path, runs: int) -> dict:
 
 
 def import_breakdown(cmd: list[str], top: int = 12) -> list[tuple[str, float]]:
-    """The top-level imports of ``cmd`` (a bbarc command) by cumulative import time, from ``python -X importtime``:
-    where a cold command's start-up goes."""
-    args = cmd[1:] if cmd[0] != sys.executable else cmd[3:]
-    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "bbarc.cli", *map(str, args)],
-                         capture_output=True, text=True, check=True)
+    """The top-level imports of ``cmd`` by cumulative import time (``python -X importtime``, through its
+    environment variable): where a cold command's start-up goes."""
+    run = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
     found = []
     for line in run.stderr.splitlines():
         cells = line.split("|")
@@ -135,7 +132,7 @@ def report_lines(report: dict) -> list[str]:
              "machine, CPU figures less so"]
     for model, rows in report.get("coding", {}).items():
         target = TARGETS[model]
-        lines.append(f"\n{model}: {rows[0]['runs']} runs (baselines {rows[-1]['runs']}), "
+        lines.append(f"\n{model}: {rows[0]['runs']} runs (baselines {rows[-1]['runs'] if len(rows) > 1 else 0}), "
                      f"{report['items'][model]} images; target >= {target['images_per_cpu_s']:,} images/CPU-s "
                      f"both ways at <= {target['bits_per_dim']} bits/dim")
         for r in rows:
@@ -165,24 +162,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_argument(ap)
     ap.add_argument("--runs", type=int, default=3, help="runs of each command; the minimum counts")
-    ap.add_argument("--baseline-runs", type=int, default=None, help="runs of xz and zstd (default: --runs)")
+    ap.add_argument("--baseline-runs", type=int, default=None, help="runs of xz and zstd (default: --runs; 0: none)")
     ap.add_argument("--models", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     ap.add_argument("--limit", type=int, default=None, help="first N images only (a quick check)")
     ap.add_argument("--skip-coding", action="store_true")
     ap.add_argument("--skip-startup", action="store_true")
+    ap.add_argument("--bbarc", help="the command to run as bbarc, e.g. another install's (default: the bbarc "
+                                    "script beside this Python)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
     data = datasets(args.data, args.limit)
-    report = dict(machine=f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {platform.platform()}",
+    bbarc = args.bbarc.split() if args.bbarc else bbarc_command()
+    report = dict(bbarc=bbarc, machine=f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {platform.platform()}",
                   load_average=os.getloadavg(), bbarc_load_plugins=os.environ.get("BBARC_LOAD_PLUGINS"),
                   items={m: len(data[m]) for m in args.models})
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_coding:
-            report["coding"] = {m: coding(m, data[m], Path(tmp), args.runs, args.baseline_runs or args.runs)
+            baseline_runs = args.runs if args.baseline_runs is None else args.baseline_runs
+            report["coding"] = {m: coding(bbarc, m, data[m], Path(tmp), args.runs, baseline_runs)
                                 for m in args.models}
         if not args.skip_startup:
             test = load_images(args.data, TEST).reshape(-1, 28, 28)[: args.limit or 10_000]
-            report["cold_start"] = cold_start(test, Path(tmp), args.runs)
+            report["cold_start"] = cold_start(bbarc, test, Path(tmp), args.runs)
     lines = report_lines(report)
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
