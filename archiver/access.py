@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -14,9 +14,11 @@ from bbarc.errors import CorruptArchiveError
 from bbarc.formats.layout2 import SCHEME_STORED
 from bbarc.formats.container import ArchiveReader
 
-from .chain import ChunkDecoder, decode_chunks
 from .execution import lockstep_groups
 from .payload import raw_hash
+
+if TYPE_CHECKING:
+    from .chain import ChunkDecoder
 
 
 class DecodedChunk(NamedTuple):
@@ -72,6 +74,8 @@ class ChunkCache:
         for stored in (True, False):  # dispatch on each chunk's coding scheme; stored chunks need no model
             group = [i for i in todo if self._stored(i) == stored]
             if group:
+                from .chain import decode_chunks  # here: opening an archive (`bbarc info`) loads no coder
+
                 payloads = [(self._reader.read_chunk(i), self._reader.chunks[i].item_count, i) for i in group]
                 model = None if stored else self._model()
                 for i, decoded in zip(group, decode_chunks(model, payloads, self._item_shape, self._dtype)):
@@ -124,6 +128,8 @@ class ChunkCache:
             return self.chunks([chunk])[0].items[j].copy()
         model = self._model()
         if tail is None:
+            from .chain import ChunkDecoder
+
             entry = self._reader.chunks[chunk]
             tail = _Tail(ChunkDecoder(model, self._reader.read_chunk(chunk), entry.item_count, self._item_shape,
                                       self._dtype, chunk=chunk), entry.item_count)

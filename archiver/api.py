@@ -21,9 +21,7 @@ from bbarc.formats.outputs import open_sink
 
 from .access import ChunkCache, DecodedChunk, DecodeStats
 from .execution import auto_lockstep, lockstep_groups, run_ordered
-from .chain import codec_parameters
 from .metadata import ArchiveMetadata
-from .registry import model_from_config
 
 
 @dataclass(frozen=True)
@@ -256,6 +254,9 @@ def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> Non
 
 def archive_model(meta: ArchiveMetadata, path: str):
     """The model an archive needs, rebuilt from its recorded config, once its coding scheme is checked."""
+    from .chain import codec_parameters  # here, with the registry: opening an archive loads neither
+    from .registry import model_from_config
+
     meta.coding.check_supported(codec_parameters(), path)
     try:
         return model_from_config(meta.model.config)

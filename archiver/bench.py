@@ -209,6 +209,21 @@ def latency_summary(seconds: list[float]) -> dict:
 
 # -- a whole command: time, CPU and memory -----------------------------------------------------------------
 
+def run_command(cmd: list[str], stdout=None, env: dict | None = None) -> tuple[float, float]:
+    """Run ``cmd`` to its end as a user would (a fresh process, start-up included): (wall seconds, CPU seconds
+    of its whole process tree, user + system, from RUSAGE_CHILDREN: every descendant that was waited for).
+    ``stdout``: a file to write the output to (default: discarded). Raises UsageError if the command fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=stdout if stdout is not None else subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env=env)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise UsageError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
 def measure_command(cmd: list[str], interval: float = 0.1) -> dict:
     """Run ``cmd`` under GNU time (``/usr/bin/time -v``): wall seconds, and from GNU time the CPU seconds and the
     largest process's peak RSS; plus the peak RSS and PSS summed over the process and all its descendants,

@@ -15,24 +15,23 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
-from importlib.resources import files
 from pathlib import Path
-from typing import Optional
 
-import numpy as np
-import typer
+import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from bbarc.errors import BbarcError, CorruptArchiveError, UsageError
-from bbarc.formats.outputs import save_array
 
-from . import api, pipeline, registry
 from .display import markup, plain
-from .pipeline import DEFAULT_CHUNK
+from .metadata import DEFAULT_CHUNK
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Lossless dataset archiver (bits-back ANS).")
+# Commands import what they use when they run (api, pipeline, registry, the coder): `bbarc --help`, `info` and
+# `models` start in a fraction of the time `compress` needs. click rather than typer: typer builds a pydantic
+# validator per parameter on every run, which cost more than the rest of `bbarc info` together.
+
+_PATH = click.Path(path_type=Path)
+_POSITIVE = click.IntRange(min=1)
+
 
 def _console(stderr: bool) -> Console:
     """Results are lines to read or parse: not wrapped at 80 columns when the stream is a pipe or a file (a
@@ -47,17 +46,18 @@ out = _console(stderr=False)
 SAMPLE = "mnist-t10k-first1000-images-idx3-ubyte.gz"
 
 
-def _show_version(value: bool) -> None:
+def _show_version(ctx: click.Context, param, value: bool) -> None:
     if value:
+        from . import pipeline
+
         out.print(f"bbarc {pipeline.bbarc_version()}")
-        raise typer.Exit()
+        ctx.exit()
 
 
-@app.callback()
-def _options(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
-                                 help="show bbarc's version and exit"),
-) -> None:
+@click.group(no_args_is_help=True, context_settings=dict(show_default=True, help_option_names=["--help"]))
+@click.option("--version", is_flag=True, callback=_show_version, expose_value=False, is_eager=True,
+              help="show bbarc's version and exit")
+def app() -> None:
     """Lossless dataset archiver (bits-back ANS)."""
 
 
@@ -67,6 +67,8 @@ def progress_bar(label: str, total: int | None, quiet: bool):
     if quiet or not err.is_terminal:  # a bar on a log or a pipe prints only a blank line when it ends
         yield lambda k, *_: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(label, total=total)
@@ -98,19 +100,24 @@ def status(label: str):
 
 
 @app.command()
-def compress(
-    input: str = typer.Argument(..., help="a .npy, .h5 (file.h5:/key), or MNIST IDX (.gz) file"),
-    output: Path = typer.Argument(..., help="archive to write"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="HDF5 dataset path, e.g. /images"),
-    model: str = typer.Option("mnist-vae", "--model", "-m", help="model id (see `bbarc models`)"),
-    chunk_size: int = typer.Option(DEFAULT_CHUNK, "--chunk-size", "-c", min=1, help="items per independently decodable chunk"),
-    labels: Optional[str] = typer.Option(None, "--labels", help="per-item side data stored with the items"),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="encode chunks in this many processes"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable result on stdout"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-    force: bool = typer.Option(False, "--force", "-f", help="replace an existing archive (never the input)"),
-):
-    """Compress a dataset into an indexed archive."""
+@click.argument("input")
+@click.argument("output", type=_PATH)
+@click.option("--dataset", "-d", help="HDF5 dataset path, e.g. /images")
+@click.option("--model", "-m", default="mnist-vae", help="model id (see `bbarc models`)")
+@click.option("--chunk-size", "-c", type=_POSITIVE, default=DEFAULT_CHUNK,
+              help="items per independently decodable chunk")
+@click.option("--labels", help="per-item side data stored with the items")
+@click.option("--workers", "-w", type=_POSITIVE, default=1, help="encode chunks in this many processes")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result on stdout")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.option("--force", "-f", is_flag=True, help="replace an existing archive (never the input)")
+def compress(input: str, output: Path, dataset: str | None, model: str, chunk_size: int, labels: str | None,
+             workers: int, as_json: bool, quiet: bool, force: bool):
+    """Compress a dataset into an indexed archive.
+
+    INPUT: a .npy, .h5 (file.h5:/key), or MNIST IDX (.gz) file; OUTPUT: the archive to write."""
+    from . import pipeline
+
     with progress_bar("compressing", None, quiet) as tick:
         result = pipeline.compress(input, output, model=model, chunk_size=chunk_size, dataset=dataset, labels=labels,
                                    progress=tick, workers=workers, overwrite=force)
@@ -120,25 +127,33 @@ def compress(
 
 
 @app.command()
-def decompress(
-    archive: Path = typer.Argument(..., help="archive to read"),
-    output: str = typer.Argument(..., help="a .npy or .h5 file (file.h5:/key)"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="HDF5 dataset path to write"),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="decode chunks in this many processes"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    labels: Optional[str] = typer.Option(None, "--labels", help="also write the stored labels to this .npy/.h5"),
-    force: bool = typer.Option(False, "--force", "-f", help="replace an existing output (an HDF5 file's other "
-                                                             "datasets are always kept)"),
-):
-    """Decode a whole archive into .npy or HDF5 (same dtype and shape as the input)."""
+@click.argument("archive", type=_PATH)
+@click.argument("output")
+@click.option("--dataset", "-d", help="HDF5 dataset path to write")
+@click.option("--workers", "-w", type=_POSITIVE, default=1, help="decode chunks in this many processes")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@click.option("--labels", help="also write the stored labels to this .npy/.h5")
+@click.option("--force", "-f", is_flag=True, help="replace an existing output (an HDF5 file's other datasets are "
+                                                   "always kept)")
+def decompress(archive: Path, output: str, dataset: str | None, workers: int, quiet: bool, labels: str | None,
+               force: bool):
+    """Decode a whole archive into .npy or HDF5 (same dtype and shape as the input).
+
+    ARCHIVE: the archive to read; OUTPUT: a .npy or .h5 file (file.h5:/key)."""
+    from . import api
+
     with api.open(archive) as a, progress_bar("decompressing", len(a), quiet) as tick:
         result = a.extract(output, dataset=dataset, progress=tick, workers=workers, overwrite=force, labels=labels)
     err.print(plain(f"wrote {result.output}" + (f" and labels to {labels}" if labels else "")))
 
 
 @app.command()
-def info(archive: Path, as_json: bool = typer.Option(False, "--json")):
+@click.argument("archive", type=_PATH)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result on stdout")
+def info(archive: Path, as_json: bool):
     """Show an archive's metadata and chunk index."""
+    from . import api
+
     with api.open(archive) as a:
         chunks = [dict(index=c.index, first_item=c.first_item, items=c.item_count, bytes=c.length) for c in a.chunks]
         m = a.metadata
@@ -156,14 +171,19 @@ def info(archive: Path, as_json: bool = typer.Option(False, "--json")):
 
 # A selector may be negative (`-1`, `-10:`): not an option, so unknown options are passed on as arguments.
 @app.command(context_settings={"ignore_unknown_options": True})
-def get(
-    archive: Path,
-    selector: str = typer.Argument(..., help="an item index `i` or a range `a:b` (negative counts from the end)"),
-    output: str = typer.Option(..., "-o", "--output", help=".npy (or .h5, file.h5:/key) file to write"),
-    labels: Optional[str] = typer.Option(None, "--labels", help="also write the selected items' labels here"),
-    force: bool = typer.Option(False, "--force", "-f", help="replace an existing output"),
-):
-    """Decode one item or a range of items (only the chunks holding them)."""
+@click.argument("archive", type=_PATH)
+@click.argument("selector")
+@click.option("--output", "-o", required=True, help=".npy (or .h5, file.h5:/key) file to write")
+@click.option("--labels", help="also write the selected items' labels here")
+@click.option("--force", "-f", is_flag=True, help="replace an existing output")
+def get(archive: Path, selector: str, output: str, labels: str | None, force: bool):
+    """Decode one item or a range of items (only the chunks holding them).
+
+    SELECTOR: an item index `i` or a range `a:b` (negative counts from the end)."""
+    from bbarc.formats.outputs import save_array
+
+    from . import api
+
     key = _parse_selector(selector)
     if labels is not None and os.path.realpath(labels) == os.path.realpath(output):
         raise UsageError(f"items and labels would both be written to {output}; give the labels another file")
@@ -178,8 +198,10 @@ def get(
     err.print(plain(f"wrote {written} {items.shape} {items.dtype}" + (f" and labels to {labels}" if labels else "")))
 
 
-def _selected_labels(a, key) -> np.ndarray:
+def _selected_labels(a, key):
     """The labels of items ``key`` (an index or a slice, as ``a[key]`` takes them), read chunk by chunk."""
+    import numpy as np
+
     n = len(a)
     if isinstance(key, slice):
         wanted = list(range(*key.indices(n)))
@@ -208,12 +230,11 @@ def _parse_selector(text: str):
 
 
 @app.command()
-def verify(
-    archive: Path,
-    deep: bool = typer.Option(False, "--deep", help="also decode every chunk and check its raw-content hash"),
-    as_json: bool = typer.Option(False, "--json"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-):
+@click.argument("archive", type=_PATH)
+@click.option("--deep", is_flag=True, help="also decode every chunk and check its raw-content hash")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result on stdout")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+def verify(archive: Path, deep: bool, as_json: bool, quiet: bool):
     """Check the footer, every chunk's and attachment's checksums (and with --deep, decoded content).
     Exit 3 if anything is missing or damaged."""
     from . import recovery
@@ -236,21 +257,22 @@ def verify(
         lines.append(f"{archive}: {found}{attachments}")
     emit(check.as_dict(), as_json, "\n".join(lines))
     if not check.ok:
-        raise typer.Exit(CorruptArchiveError.exit_code)
+        raise click.exceptions.Exit(CorruptArchiveError.exit_code)
 
 
 @app.command()
-def recover(
-    archive: Path = typer.Argument(..., help="the damaged archive"),
-    output: Path = typer.Argument(..., help="the new archive to write"),
-    deep: bool = typer.Option(True, "--deep/--shallow", help="decode every chunk and check its content hash "
-                              "(default), or trust chunks whose checksums match"),
-    force: bool = typer.Option(False, "--force", "-f", help="replace OUTPUT if it exists"),
-    as_json: bool = typer.Option(False, "--json"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-):
+@click.argument("archive", type=_PATH)
+@click.argument("output", type=_PATH)
+@click.option("--deep/--shallow", default=True, help="decode every chunk and check its content hash (default), "
+                                                    "or trust chunks whose checksums match")
+@click.option("--force", "-f", is_flag=True, help="replace OUTPUT if it exists")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result on stdout")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+def recover(archive: Path, output: Path, deep: bool, force: bool, as_json: bool, quiet: bool):
     """Write every intact chunk of a damaged archive into a new, valid archive; report the item ranges lost.
-    Items are renumbered contiguously in the new archive (the report maps old ranges to new)."""
+    Items are renumbered contiguously in the new archive (the report maps old ranges to new).
+
+    ARCHIVE: the damaged archive; OUTPUT: the new archive to write."""
     from . import recovery
 
     with progress_bar("recovering", None, quiet) as tick:
@@ -267,8 +289,13 @@ def recover(
 
 
 @app.command()
-def models(as_json: bool = typer.Option(False, "--json")):
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result on stdout")
+def models(as_json: bool):
     """List installed model plugins."""
+    from rich.table import Table
+
+    from . import registry
+
     reg = registry.default_registry()
     plugins = reg.list_plugins()
     hooks = {p["name"]: p["hooks"] for p in plugins}
@@ -283,17 +310,21 @@ def models(as_json: bool = typer.Option(False, "--json")):
 
 
 @app.command()
-def bench(
-    input: str = typer.Argument(..., help="a .npy, .h5 (file.h5:/key), or MNIST IDX (.gz) file"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),
-    model: str = typer.Option("mnist-vae", "--model", "-m"),
-    chunk_size: int = typer.Option(DEFAULT_CHUNK, "--chunk-size", "-c", min=1),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="first N items only"),
-    workers: int = typer.Option(1, "--workers", "-w", min=1),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="save a rate-vs-speed plot (PNG)"),
-    as_json: bool = typer.Option(False, "--json"),
-):
-    """Measure bbarc against gzip, bzip2, xz, zstd and PNG on the same data, in the same run."""
+@click.argument("input")
+@click.option("--dataset", "-d", help="HDF5 dataset path, e.g. /images")
+@click.option("--model", "-m", default="mnist-vae", help="model id (see `bbarc models`)")
+@click.option("--chunk-size", "-c", type=_POSITIVE, default=DEFAULT_CHUNK, help="items per chunk")
+@click.option("--limit", type=_POSITIVE, help="first N items only")
+@click.option("--workers", "-w", type=_POSITIVE, default=1, help="code chunks in this many processes")
+@click.option("--plot", type=_PATH, help="save a rate-vs-speed plot (PNG)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable result on stdout")
+def bench(input: str, dataset: str | None, model: str, chunk_size: int, limit: int | None, workers: int,
+          plot: Path | None, as_json: bool):
+    """Measure bbarc against gzip, bzip2, xz, zstd and PNG on the same data, in the same run.
+
+    INPUT: a .npy, .h5 (file.h5:/key), or MNIST IDX (.gz) file."""
+    from rich.table import Table
+
     from . import bench as bench_mod
 
     with status("benchmarking") as update:
@@ -317,12 +348,17 @@ def bench(
 
 
 @app.command()
-def demo(
-    workdir: Path = typer.Option(Path("bbarc-demo"), help="where to write the demo files"),
-    model: str = typer.Option("mnist-vae", "--model", "-m"),
-):
+@click.option("--workdir", type=_PATH, default=Path("bbarc-demo"), help="where to write the demo files")
+@click.option("--model", "-m", default="mnist-vae", help="model id (see `bbarc models`)")
+def demo(workdir: Path, model: str):
     """Compress the bundled MNIST sample (1,000 test images), check the round trip, and report the rate."""
+    from importlib.resources import files
+
+    import numpy as np
+
     from bbarc.formats.inputs import open_source
+
+    from . import api, pipeline
 
     sample = str(files("bbarc") / "samples" / SAMPLE)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +372,7 @@ def demo(
     out.print(f"{plain(target)}: {result.items} MNIST images, {result.archive_bytes} bytes = {result.bits_per_dim:.4f} "
               f"bits/dim in {result.seconds:.1f} s; round trip {'identical' if same else 'DIFFERENT'}")
     if not same:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 def _terminate(signum, frame) -> None:
@@ -348,7 +384,7 @@ def main() -> None:
     # Usage errors are click's (exit 2, with help); bbarc's own errors carry their exit codes.
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        app(prog_name="bbarc")
     except BbarcError as exc:
         err.print(f"[red]error:[/red] {markup(exc, newlines=True)}", markup=True)
         sys.exit(exc.exit_code)

@@ -5,9 +5,16 @@ encoder's frequencies bit for bit. So the tables are generated with Python's ``d
 ``ln`` are correctly rounded, and then rounded to integers: the same integers on every machine. The constants
 below are part of archive format v1 (they are written into each archive's metadata) and must never change for
 a given ``SCHEME``; a new scheme gets a new name.
+
+Computing them takes a good fraction of a second, so they are computed once and shipped (``tables/``, written
+by ``tools/make_tables.py``), pinned by ``PINNED_SHA256``; the tests recompute them with ``decimal``. A shipped
+file that is missing or does not match its digest is ignored, and the tables computed as before: the same
+integers, only slower.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from decimal import Decimal, localcontext
 from functools import lru_cache
 
@@ -25,6 +32,11 @@ WEIGHT_BITS = 12  # mixture weights are integers in [0, 2**12]
 WEIGHT_LOGIT_STEP = 16  # mixture logits are integers in units of 1/16 nat
 MAX_COMPONENTS = 16
 
+PINNED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tables", f"{SCHEME}.npz")
+PINNED_BITS = (12,)  # the latent grids shipped precomputed (the built-in models'); other sizes are computed
+# sha256 of the pinned tables (``tables_digest``): they are part of the archive format and never change
+PINNED_SHA256 = "6614ba952863f5583a05bfaf1304eafa4e3729c4f00e1b737a134f725d05efc1"
+
 
 def _exp(x: Decimal) -> Decimal:
     with localcontext() as ctx:
@@ -36,8 +48,7 @@ def _round(x: Decimal) -> int:
     return int(x.to_integral_value())  # decimal's default rounding is half-even: deterministic
 
 
-@lru_cache(maxsize=None)
-def sigmoid_table() -> np.ndarray:
+def _sigmoid_table() -> np.ndarray:
     """sigmoid(j / 64 - 32) * 2**24 for j = 0 .. 64*64, as int64."""
     n = 2 * SIG_RANGE << SIG_STEP_BITS
     one = Decimal(1 << SIG_BITS)
@@ -49,8 +60,7 @@ def sigmoid_table() -> np.ndarray:
     return table
 
 
-@lru_cache(maxsize=None)
-def inverse_scale_table() -> np.ndarray:
+def _inverse_scale_table() -> np.ndarray:
     """exp(-k / 32) * 2**24 for k = LOG_SCALE_MIN .. LOG_SCALE_MAX, as int64 (index with k - LOG_SCALE_MIN)."""
     vals = [
         _round(_exp(Decimal(-k) / LOG_SCALE_STEP) * (1 << INV_SCALE_BITS)) for k in range(LOG_SCALE_MIN, LOG_SCALE_MAX + 1)
@@ -60,8 +70,7 @@ def inverse_scale_table() -> np.ndarray:
     return table
 
 
-@lru_cache(maxsize=None)
-def weight_table() -> np.ndarray:
+def _weight_table() -> np.ndarray:
     """exp(-u / 16) * 2**12 for u = 0 .. until it rounds to 0: mixture weight from a logit's distance to the max."""
     vals = []
     u = 0
@@ -98,16 +107,78 @@ def _fixed_logits(numerators: range, denominator: int) -> np.ndarray:
     return out
 
 
+def _logistic_bin_edges(bits: int) -> np.ndarray:
+    return _fixed_logits(range(1, 1 << bits), 1 << bits)
+
+
+def _logistic_bin_centres(bits: int) -> np.ndarray:
+    return _fixed_logits(range(1, 2 << bits, 2), 2 << bits)
+
+
+def compute_tables() -> dict[str, np.ndarray]:
+    """The pinned tables, computed with ``decimal`` (what ``tools/make_tables.py`` writes and the tests check)."""
+    tables = dict(sigmoid=_sigmoid_table(), inverse_scale=_inverse_scale_table(), weight=_weight_table())
+    for bits in PINNED_BITS:
+        tables[f"bin_edges_{bits}"] = _logistic_bin_edges(bits)
+        tables[f"bin_centres_{bits}"] = _logistic_bin_centres(bits)
+    return tables
+
+
+def tables_digest(tables: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tables):
+        h.update(name.encode() + b"\0" + np.ascontiguousarray(tables[name], dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _pinned() -> dict[str, np.ndarray]:
+    """The shipped tables, read-only int64; empty if the file is missing or not the pinned one."""
+    try:
+        with np.load(PINNED_FILE, allow_pickle=False) as f:
+            tables = {name: f[name].astype(np.int64) for name in f.files}
+    except (OSError, ValueError):
+        return {}
+    if tables_digest(tables) != PINNED_SHA256:
+        return {}
+    for table in tables.values():
+        table.setflags(write=False)
+    return tables
+
+
+def _table(name: str, compute, *args) -> np.ndarray:
+    table = _pinned().get(name)
+    return compute(*args) if table is None else table
+
+
+@lru_cache(maxsize=None)
+def sigmoid_table() -> np.ndarray:
+    """sigmoid(j / 64 - 32) * 2**24 for j = 0 .. 64*64, as int64."""
+    return _table("sigmoid", _sigmoid_table)
+
+
+@lru_cache(maxsize=None)
+def inverse_scale_table() -> np.ndarray:
+    """exp(-k / 32) * 2**24 for k = LOG_SCALE_MIN .. LOG_SCALE_MAX, as int64 (index with k - LOG_SCALE_MIN)."""
+    return _table("inverse_scale", _inverse_scale_table)
+
+
+@lru_cache(maxsize=None)
+def weight_table() -> np.ndarray:
+    """exp(-u / 16) * 2**12 for u = 0 .. until it rounds to 0: mixture weight from a logit's distance to the max."""
+    return _table("weight", _weight_table)
+
+
 @lru_cache(maxsize=None)
 def logistic_bin_edges(bits: int) -> np.ndarray:
     """Edges of the 2**bits bins of equal mass under the standard logistic: logit(k / 2**bits), k = 1 .. 2**bits - 1."""
-    return _fixed_logits(range(1, 1 << bits), 1 << bits)
+    return _table(f"bin_edges_{bits}", _logistic_bin_edges, bits)
 
 
 @lru_cache(maxsize=None)
 def logistic_bin_centres(bits: int) -> np.ndarray:
     """The prior median of each bin, logit((k + 1/2) / 2**bits): the value a network sees for latent bin k."""
-    return _fixed_logits(range(1, 2 << bits, 2), 2 << bits)
+    return _table(f"bin_centres_{bits}", _logistic_bin_centres, bits)
 
 
 @lru_cache(maxsize=None)

@@ -12,10 +12,10 @@ were never pushed (nothing is invented). The fixed-point constants are ``bbarc.f
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .fixedpoint import INV_SCALE_BITS, POS_BITS, SIG_BITS, SIG_RANGE, SIG_STEP_BITS
+from .jit import KernelGroup
 
 HEAD_LOW = 1 << 32  # the head's lower bound; a fresh message's head equals it and holds no information
 U32 = np.uint64(32)
@@ -28,8 +28,10 @@ _PROD_LIMIT = np.int64(1) << np.int64(62)
 _SAFE_INV = np.int64(1) << np.int64(31)
 _POS_INV_SCALE = float(1 << (POS_BITS + INV_SCALE_BITS))
 
-jit = numba.njit(cache=True, nogil=True)
-inline = numba.njit(cache=True, nogil=True, inline="always")
+# numba.njit, applied on the first call of any kernel here (bbarc.jit): importing this module loads no numba
+_kernels = KernelGroup(globals())
+jit = _kernels(cache=True, nogil=True)
+inline = _kernels(cache=True, nogil=True, inline="always")
 
 
 @inline

@@ -24,6 +24,10 @@ ENCODER_ONLY = frozenset({"header_zstd_level"})
 # Bounds on what the metadata may declare (formats/SPEC.md, "Bounds on sizes read from a file"): one chunk's
 # decoded items are held in memory whole, so a chunk may hold at most MAX_CHUNK_BYTES of items.
 MAX_CHUNK_BYTES = 1 << 31
+# Items per chunk unless asked: each chunk is one chain with a fixed overhead (benchmarks/results/mnist_rates.txt),
+# and reading an item decodes the items after it in its chunk, so smaller chunks mean faster random access. (Here,
+# not in the pipeline, so that the command line shows it without loading the coder.)
+DEFAULT_CHUNK = 256
 
 
 def _fail(what: str) -> CorruptArchiveError:

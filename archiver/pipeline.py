@@ -23,15 +23,12 @@ from bbarc.formats.locations import parse_location
 
 from .chain import codec_parameters, encode_chunks
 from .execution import auto_lockstep, lockstep_groups, run_ordered
-from .metadata import MAX_CHUNK_BYTES, ArchiveMetadata, CodingScheme, ModelRecord, chunk_fits
+from .metadata import DEFAULT_CHUNK, MAX_CHUNK_BYTES, ArchiveMetadata, CodingScheme, ModelRecord, chunk_fits
 from .model import ItemSpec, Model
 from .payload import raw_hash
 from .registry import default_registry, resolve
 
 ARCHIVE_VERSION = 2  # the container version new archives are written in (formats/SPEC.md)
-# Items per chunk unless asked: each chunk is one chain with a fixed overhead (benchmarks/results/mnist_rates.txt),
-# and reading an item decodes the items after it in its chunk, so smaller chunks mean faster random access.
-DEFAULT_CHUNK = 256
 
 
 def bbarc_version() -> str:

@@ -20,11 +20,11 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from bbarc.errors import CodingError, ModelError
 from bbarc.execution import refresh_thread_cap
+from bbarc.jit import KernelGroup
 from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float((1 << 16) - 1)
@@ -32,6 +32,7 @@ WEIGHT_MAX = (1 << 15) - 1
 MAX_FAN_IN = 1 << 10
 INT8_IN_MAX = 255.0  # int8 layers take inputs in [0, 255]
 INT8_WEIGHT_MAX = (1 << 14) - 1  # and weights that split into two int8 planes
+_njit = KernelGroup(globals())  # numba.njit on first call: listing the models loads no numba
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,7 +66,7 @@ class _Float64Layer:
         return acc
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def _requantise(acc, rescale, act_max, to_int8, out):
     """min(floor(max(acc, 0) * rescale), act_max) per value (the float64 operations of the numpy expression, in
     one pass); with ``to_int8`` stored minus 128, the input form of an int8 layer."""
@@ -76,7 +77,7 @@ def _requantise(acc, rescale, act_max, to_int8, out):
             out[i, j] = v - 128.0 if to_int8 else v
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def _combine(hi, lo, offset, out):
     for i in range(hi.shape[0]):
         for j in range(hi.shape[1]):

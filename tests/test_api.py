@@ -9,7 +9,7 @@ import types
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import bbarc
 from bbarc import cli, hookspecs, registry

@@ -54,9 +54,24 @@ def test_mnist_rates_script(tmp_path):
     assert all(r["identical"] for r in rows) and "binary_per_chunk_overhead_bits" in report["results"]
 
 
+@pytest.mark.skipif(not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs ../shared MNIST")
+def test_cli_speed_script(tmp_path):
+    """The command-line benchmark on a few images: fresh processes, round trips checked, xz and zstd alongside."""
+    subprocess.run([sys.executable, ROOT / "benchmarks" / "cli_speed.py", "--data", SHARED_MNIST, "--limit", "20",
+                    "--runs", "1", "--models", "mnist-vae-binary", "--out", tmp_path],
+                   capture_output=True, text=True, check=True, cwd=tmp_path)
+    report = json.loads((tmp_path / "cli_speed.json").read_text())
+    rows = report["coding"]["mnist-vae-binary"]
+    assert [r["codec"] for r in rows] == ["bbarc mnist-vae-binary", "xz -9e", "zstd -19"]
+    assert all(r["identical"] and r["compress_cpu_s"] > 0 for r in rows)
+    cold = report["cold_start"]
+    assert cold["identical"] and set(cold["commands"]) == {"baseline", "info", "get", "models", "--help"}
+    assert cold["commands"]["baseline"]["ratio"] == 1 and "target <= 4x" in (tmp_path / "cli_speed.txt").read_text()
+
+
 def test_benchmark_scripts_need_a_data_folder(monkeypatch):
     monkeypatch.delenv("BBARC_DATA", raising=False)
-    for script in ("speed.py", "mnist_rates.py", "random_access.py", "scale_1m.py"):
+    for script in ("speed.py", "mnist_rates.py", "random_access.py", "scale_1m.py", "cli_speed.py"):
         run = subprocess.run([sys.executable, ROOT / "benchmarks" / script], capture_output=True, text=True)
         assert run.returncode == 2 and "--data" in run.stderr, script
 
