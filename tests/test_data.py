@@ -244,3 +244,13 @@ def test_persistent_workers_follow_set_epoch(small, context):
         ds.set_epoch(epoch)
         got = np.concatenate([y.numpy() for _, y in loader]).tolist()
         assert got == labels_of(ds.samples())
+
+
+def test_without_torch_a_shuffled_archive_is_a_plain_iterable(small, monkeypatch):
+    import bbarc.data
+
+    real = bbarc.data.importlib.util.find_spec
+    monkeypatch.setattr(bbarc.data.importlib.util, "find_spec", lambda name: None if name == "torch" else real(name))
+    ds = ShuffledArchive(small, labels=True, seed=9)
+    assert type(ds) is ShuffledArchive
+    assert sorted(labels_of(ds)) == list(range(N)) and labels_of(ds) == labels_of(pickle.loads(pickle.dumps(ds)))
