@@ -15,12 +15,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 import bbarc
+from bbarc import bench
 from bbarc.formats.idx import read_idx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,24 +38,17 @@ def main() -> None:
         path = Path(tmp) / "mnist70k.bbarc"
         bbarc.compress(x, path, model=args.model, labels=y)
         with bbarc.open(path) as a:
-            times = []
-            for _ in range(5):
-                started = time.perf_counter()
-                labels = a.labels
-                times.append(time.perf_counter() - started)
+            runs = [bench.measure(lambda: a.labels) for _ in range(5)]
+            labels, times = runs[0][0], [wall for _, wall, _ in runs]
             report = dict(items=len(a), chunks=a.chunk_count, model=args.model, chunk_size=a.metadata.chunk_size,
                           labels_ms=round(min(times) * 1e3, 2), exact=bool(np.array_equal(labels, y)),
                           chunks_decoded=a.stats.chunks)
         code = "import sys, bbarc; a = bbarc.open(sys.argv[1]); a.labels"
-        runs = []
-        for _ in range(3):
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code, str(path)], check=True)
-            runs.append(time.perf_counter() - started)
-        report["fresh_process_ms"] = round(min(runs) * 1e3, 1)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        report["bare_interpreter_ms"] = round((time.perf_counter() - started) * 1e3, 1)
+        fresh = [bench.measure(lambda: subprocess.run([sys.executable, "-c", code, str(path)], check=True))[1]
+                 for _ in range(3)]
+        report["fresh_process_ms"] = round(min(fresh) * 1e3, 1)
+        bare = bench.measure(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))[1]
+        report["bare_interpreter_ms"] = round(bare * 1e3, 1)
     if not report["exact"] or report["chunks_decoded"]:
         raise SystemExit(f"labels wrong or decoded: {report}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Training from an archive: one shuffled epoch over MNIST's 60,000 training images through a PyTorch DataLoader.
 
     python benchmarks/loader.py [--data DIR] [--workers 2] [--batch-size 256] [--runs 3] [--out DIR]
+                                [--limit N]
 
 ``--data`` (default ../shared/data/mnist, or $BBARC_DATA) holds MNIST's IDX files. Stores the images and labels
 as a bbarc archive (mnist-vae, the default chunk size, labels stored), as .npy (read through a memmap), as a
@@ -18,9 +19,7 @@ import argparse
 import json
 import os
 import platform
-import resource
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import bbarc
+from bbarc import bench
 from bbarc.data import ShuffledArchive
 from bbarc.formats.idx import read_idx
 
@@ -90,21 +90,15 @@ def disk_bytes(path: Path) -> tuple[int, int]:
     return sum(s.st_size for s in stats), sum(s.st_blocks * 512 for s in stats)
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (DataLoader workers are joined when an epoch ends)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def epoch(loader) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(wall seconds, CPU seconds, items, labels) of one pass over ``loader``, worker start-up included."""
-    xs, ys = [], []
-    cpu, wall = cpu_seconds(), time.perf_counter()
-    for x, y in loader:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    return wall, cpu, np.concatenate(xs), np.concatenate(ys)
+    """(wall seconds, CPU seconds, items, labels) of one pass over ``loader``, worker start-up included; the CPU
+    time is this process's and its workers' (joined when the epoch ends)."""
+    def one_pass():
+        batches = [(x.numpy(), y.numpy()) for x, y in loader]
+        return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+    (xs, ys), wall, cpu = bench.measure(one_pass)
+    return wall, cpu, xs, ys
 
 
 def pairs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -118,9 +112,8 @@ def write_stores(x: np.ndarray, y: np.ndarray, tmp: Path) -> dict[str, Path]:
     from PIL import Image
 
     stores = {"bbarc": tmp / "mnist.bbarc", "npy": tmp / "npy", "png": tmp / "png", "hdf5": tmp / "mnist.h5"}
-    started = time.process_time()
-    result = bbarc.compress(x, stores["bbarc"], model="mnist-vae", labels=y)
-    print(f"bbarc archive: {result.archive_bytes} bytes, {time.process_time() - started:.1f} CPU-s", flush=True)
+    result, _, cpu = bench.measure(lambda: bbarc.compress(x, stores["bbarc"], model="mnist-vae", labels=y))
+    print(f"bbarc archive: {result.archive_bytes} bytes, {cpu:.1f} CPU-s", flush=True)
     stores["npy"].mkdir()
     np.save(stores["npy"] / "images.npy", x)
     np.save(stores["npy"] / "labels.npy", y)
@@ -152,10 +145,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epoch", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=None, help="the first N images only (a quick check)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
     x = read_idx(args.data / "train-images-idx3-ubyte.gz")
     y = read_idx(args.data / "train-labels-idx1-ubyte.gz")
+    x, y = x[:args.limit], y[:args.limit]
     expected = pairs(x, y)
     report = dict(items=len(x), workers=args.workers, batch_size=args.batch_size, runs=args.runs, seed=args.seed,
                   epoch=args.epoch, torch=torch.__version__, python=platform.python_version(),

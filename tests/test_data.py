@@ -12,7 +12,7 @@ from bbarc import api
 from bbarc.data import ArchiveDataset, ShuffledArchive, worker_shares
 from bbarc.errors import UsageError
 from tests.golden.make_golden import golden_inputs
-from tests.helpers import load_sample
+from tests.helpers import ROOT, SHARED_MNIST, load_sample
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 N = 1000
@@ -254,3 +254,15 @@ def test_without_torch_a_shuffled_archive_is_a_plain_iterable(small, monkeypatch
     ds = ShuffledArchive(small, labels=True, seed=9)
     assert type(ds) is ShuffledArchive
     assert sorted(labels_of(ds)) == list(range(N)) and labels_of(ds) == labels_of(pickle.loads(pickle.dumps(ds)))
+
+
+@pytest.mark.skipif(not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(), reason="needs ../shared MNIST")
+def test_loader_benchmark_script(tmp_path):
+    import json
+
+    subprocess.run([sys.executable, ROOT / "benchmarks" / "loader.py", "--data", SHARED_MNIST, "--limit", "600",
+                    "--runs", "2", "--batch-size", "64", "--out", tmp_path], check=True, capture_output=True)
+    rows = json.loads((tmp_path / "loader.json").read_text())["rows"]
+    assert [r["store"] for r in rows] == ["bbarc", "npy (memmap)", "PNG files (Pillow)", "HDF5 gzip"]
+    assert all(r["exact"] and r["same_order_every_run"] and r["bytes"] > 0 for r in rows)
+    assert "items/s" in (tmp_path / "loader.txt").read_text()
