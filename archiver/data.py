@@ -149,35 +149,35 @@ class ShuffledArchive:
         if self.rank >= self.world_size:
             raise UsageError(f"rank {self.rank} does not exist among world_size {self.world_size} ranks")
         self.batch_size = _checked(batch_size, "batch_size", 1)
-        # Shared memory, so that set_epoch reaches DataLoader workers that outlive an epoch (persistent_workers)
-        self._epoch = multiprocessing.RawValue("q", 0)
-        self._resume: tuple[int, int] | None = None  # (epoch, samples this rank had seen in it)
+        # [epoch, resumed epoch (-1: none), samples this rank had seen in it], in shared memory, so that
+        # set_epoch and load_state_dict reach DataLoader workers that outlive an epoch (persistent_workers)
+        self._state = multiprocessing.RawArray("q", [0, -1, 0])
         self._archive = _Opened(str(path), fingerprint, 0)  # no cache: each chunk is decoded once per epoch
 
     # -- the order ----------------------------------------------------------------------------------------
     @property
     def epoch(self) -> int:
-        return self._epoch.value
+        return self._state[0]
 
     def set_epoch(self, epoch: int) -> None:
         """Take epoch ``epoch``'s order (call it before each epoch, in every rank); DataLoader workers follow,
         also persistent ones."""
-        self._epoch.value = _checked(epoch, "epoch", 0)
+        self._state[0] = _checked(epoch, "epoch", 0)
 
-    def chunk_order(self, worker: int = 0, workers: int = 1) -> list[int]:
-        """The chunks worker ``worker`` of ``workers`` decodes this epoch, in order: the epoch's permutation of
-        all chunks, split between ranks, then between this rank's workers, by turns."""
+    def chunk_order(self, worker: int = 0, workers: int = 1, epoch: int | None = None) -> list[int]:
+        """The chunks worker ``worker`` of ``workers`` decodes in ``epoch`` (default: the current one), in order:
+        the epoch's permutation of all chunks, split between ranks, then between this rank's workers, by turns."""
         order = np.arange(len(self._sizes))
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
+            order = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch]).permutation(order)
         return order[self.rank::self.world_size][worker::workers].tolist()
 
     def __len__(self) -> int:
         """Samples this rank yields in the current epoch (after a resumed epoch's samples already seen)."""
         return int(self._sizes[self.chunk_order()].sum()) - self._seen()
 
-    def _seen(self) -> int:
-        return self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+    def _seen(self, epoch: int | None = None) -> int:
+        return self._state[2] if self._state[1] == (self.epoch if epoch is None else epoch) else 0
 
     # -- iteration ----------------------------------------------------------------------------------------
     def _worker(self) -> tuple[int, int]:
@@ -192,9 +192,10 @@ class ShuffledArchive:
         resumed epoch had already seen; chunks wholly seen are not decoded."""
         if not 0 <= _checked(worker, "worker", 0) < _checked(workers, "workers", 1):
             raise UsageError(f"worker {worker} does not exist among {workers} workers")
-        chunks = self.chunk_order(worker, workers)
-        skip = worker_shares([int(self._sizes[self.chunk_order(w, workers)].sum()) for w in range(workers)],
-                             self._seen(), self.batch_size)[worker]
+        epoch = self.epoch  # read once: the main process may set the next one while this worker still runs
+        chunks = self.chunk_order(worker, workers, epoch)
+        skip = worker_shares([int(self._sizes[self.chunk_order(w, workers, epoch)].sum()) for w in range(workers)],
+                             self._seen(epoch), self.batch_size)[worker]
         for g, start in enumerate(range(0, len(chunks), self.buffer_chunks)):
             group = chunks[start:start + self.buffer_chunks]
             size = int(self._sizes[group].sum())
@@ -203,7 +204,7 @@ class ShuffledArchive:
                 continue
             order = np.arange(size)
             if self.shuffle:
-                order = np.random.default_rng([self.seed, self.epoch, self.rank, worker, g]).permutation(size)
+                order = np.random.default_rng([self.seed, epoch, self.rank, worker, g]).permutation(size)
             yield from self._buffer(group, order[skip:])
             skip = 0
 
@@ -236,32 +237,31 @@ class ShuffledArchive:
             if state.get(key) != mine:
                 raise UsageError(f"this state was saved with {key} {state.get(key)!r}, but this dataset has "
                                  f"{mine!r}: resuming would not give the samples that were left")
-        self.set_epoch(state["epoch"])
-        self._resume = None
-        total = len(self)
-        self._resume = (self.epoch, _checked(state["samples"], "samples", 0))
-        if self._resume[1] > total:
-            raise UsageError(f"the state has seen {self._resume[1]} samples, but epoch {self.epoch} holds {total}")
+        epoch, seen = _checked(state["epoch"], "epoch", 0), _checked(state["samples"], "samples", 0)
+        self._state[1] = -1
+        self.set_epoch(epoch)
+        if seen > len(self):
+            raise UsageError(f"the state has seen {seen} samples, but epoch {epoch} holds {len(self)}")
+        self._state[1], self._state[2] = epoch, seen
 
     def __reduce__(self):
         # Rebuilt from its arguments where unpickled (a DataLoader worker under spawn): the class may be made on
         # the fly (bbarc.torch_data), and the reader is opened there anyway. A worker being started shares the
-        # epoch's memory; any other copy takes its value.
+        # epoch and resume point's memory; any other copy takes their values.
         spawning = multiprocessing.context.get_spawning_popen() is not None
-        return _rebuild, (self._config, self._epoch if spawning else self.epoch, self._resume)
+        return _rebuild, (self._config, self._state if spawning else list(self._state))
 
     def __repr__(self) -> str:
         return (f"ShuffledArchive({self._config['path']!r}, items={int(self._sizes.sum())}, "
                 f"chunks={len(self._sizes)}, epoch={self.epoch}, rank={self.rank}/{self.world_size})")
 
 
-def _rebuild(config: dict, epoch: int, resume) -> ShuffledArchive:
+def _rebuild(config: dict, state) -> ShuffledArchive:
     dataset = ShuffledArchive(**config)
-    if isinstance(epoch, int):
-        dataset.set_epoch(epoch)
+    if isinstance(state, list):
+        dataset._state[:] = state
     else:
-        dataset._epoch = epoch
-    dataset._resume = resume
+        dataset._state = state
     return dataset
 
 

@@ -232,18 +232,21 @@ def test_labels_of_golden_archives_v1_and_v2(path):
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
-def test_persistent_workers_follow_set_epoch(small, context):
-    """Workers that outlive an epoch (persistent_workers) take the epoch set in the main process; under spawn the
-    dataset reaches them pickled."""
+def test_persistent_workers_follow_set_epoch_and_resuming(small, context):
+    """Workers that outlive an epoch (persistent_workers) take the epoch and resume point set in the main
+    process; under spawn the dataset reaches them pickled."""
     pytest.importorskip("torch")
     from torch.utils.data import DataLoader
 
-    ds = ShuffledArchive(small, labels=True, seed=4, buffer_chunks=5)
+    ds = ShuffledArchive(small, labels=True, seed=4, buffer_chunks=5, batch_size=50)
     loader = DataLoader(ds, batch_size=50, num_workers=1, persistent_workers=True, multiprocessing_context=context)
     for epoch in (0, 1):
         ds.set_epoch(epoch)
         got = np.concatenate([y.numpy() for _, y in loader]).tolist()
         assert got == labels_of(ds.samples())
+    full = got
+    ds.load_state_dict(ds.state_dict(300))
+    assert np.concatenate([y.numpy() for _, y in loader]).tolist() == full[300:]
 
 
 def test_without_torch_a_shuffled_archive_is_a_plain_iterable(small, monkeypatch):
