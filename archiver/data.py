@@ -116,10 +116,10 @@ class ShuffledArchive:
     lockstep); more mixes better and shares network calls more, and all their items sit in memory.
     ``shuffle=False``: chunks and items in archive order. ``rank``/``world_size``: this process's share in
     distributed training (default: the ``RANK``/``WORLD_SIZE`` environment variables torchrun sets, else 0/1);
-    ranks get disjoint chunks, so their sample counts may differ by up to a chunk's items (``len`` says how many
-    this rank gets). ``batch_size``: the DataLoader's batch size; with several workers, resuming mid-epoch needs it
-    to know which worker yielded the samples already seen (a DataLoader takes whole batches from its workers in
-    turn).
+    ranks get disjoint chunks, so their sample counts may differ by less than two chunks' items (``len`` says how
+    many this rank gets; DistributedDataParallel takes uneven inputs under its ``join`` context). ``batch_size``:
+    the DataLoader's batch size; with several workers, resuming mid-epoch needs it to know which worker yielded
+    the samples already seen (a DataLoader takes whole batches from its workers in turn).
 
     With torch installed, a ``ShuffledArchive`` is also a ``torch.utils.data.IterableDataset``; each DataLoader
     worker takes its share of this rank's chunks. Elsewhere ``samples(worker, workers)`` yields one worker's share.
