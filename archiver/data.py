@@ -56,8 +56,8 @@ class _Opened:
 
 
 def _survey(path, labels: bool):
-    """(Archive facts a dataset needs, from the index alone: item count per chunk, fingerprint, the lockstep
-    size reads use); the archive is closed again, since the process that makes a dataset need not read it."""
+    """What a dataset needs to know of an archive, from its index alone: (item count of each chunk, fingerprint,
+    the lockstep size reads use). The archive is closed again: the process that makes a dataset need not read."""
     from bbarc import api
     from bbarc.execution import auto_lockstep
 
