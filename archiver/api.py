@@ -122,6 +122,20 @@ class Archive:
             return self._reader.read_side(self._chunk_index(index))
         return self.decode_chunks([index])[0].side
 
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Every item's label (the side data ``labels`` stored by ``compress(labels=...)``), or None if the archive
+        stores none; ``side_data`` reads the labels of some items only. Format v2 keeps them in each chunk's record,
+        outside the chain, so this reads a few bytes per chunk and decodes nothing. A format v1 archive keeps them
+        in each chain's seed header: there this decodes every chunk, which costs as much as decoding the items."""
+        return self.side_data("labels") if "labels" in self.metadata.side else None
+
+    def side_data(self, name: str = "labels", items=None):
+        """Side data ``name`` of ``items``: None for every item (an array), an int for one item (its value) or a
+        slice (an array), read from the chunks that hold them only; decoding-free in format v2, not in v1 (see
+        ``labels``). UsageError if the archive stores no side data of that name."""
+        return read_side_data(self, name, items)
+
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, slice):
             return self._cache.take(range(*key.indices(len(self))), self._lockstep)
@@ -233,6 +247,42 @@ def archive_fingerprint(reader: ArchiveReader) -> str:
     for a in reader.attachments:
         digest.update(repr((a.name, a.offset, a.length, a.checksum)).encode())
     return digest.hexdigest()
+
+
+def read_side_data(archive: Archive, name: str, items=None):
+    """``Archive.side_data``: the chunks holding ``items`` are read in order (v1: decoded in lockstep groups),
+    and each one's run of wanted positions taken from its side array."""
+    if name not in archive.metadata.side:
+        stored = ", ".join(map(repr, archive.metadata.side)) or "none"
+        raise UsageError(f"{archive.path} stores no side data named {name!r} (it stores: {stored}; labels are "
+                         f"stored by compressing with --labels)")
+    n = len(archive)
+    if items is None or isinstance(items, slice):
+        positions = range(n) if items is None else range(*items.indices(n))
+    else:
+        try:
+            i = operator.index(items)
+        except TypeError:
+            raise UsageError(f"select items with an int, a slice or None, not {type(items).__name__}") from None
+        if not -n <= i < n:
+            raise UsageError(f"item {items} is out of range: {archive.path} holds {n} items")
+        return read_side_data(archive, name, slice(i % n, i % n + 1))[0]
+    firsts = np.array([c.first_item for c in archive.chunks], dtype=np.int64)
+    pos = np.arange(positions.start, positions.stop, positions.step, dtype=np.int64)
+    chunk_of = np.searchsorted(firsts, pos, side="right") - 1
+    # A range is monotonic, so the positions of each chunk form one run of the output.
+    starts = np.flatnonzero(np.diff(chunk_of, prepend=-1)).tolist()
+    wanted = chunk_of[starts].tolist()
+    if archive._reader.version >= 2:
+        arrays = {c: archive._reader.read_side(c)[name] for c in wanted}
+    else:
+        arrays = {}
+        for group in lockstep_groups(wanted, archive._lockstep):
+            arrays.update((c, d.side[name]) for c, d in zip(group, archive.decode_chunks(group)))
+    if not wanted:  # an empty selection: the dtype and item shape of chunk 0's array
+        first = archive.side(0)[name] if archive.chunk_count else np.zeros(0, np.int64)
+        return first[:0]
+    return np.concatenate([arrays[c][pos[a:b] - firsts[c]] for c, a, b in zip(wanted, starts, starts[1:] + [len(pos)])])
 
 
 def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> None:

@@ -191,31 +191,11 @@ def get(archive: Path, selector: str, output: str, labels: str | None, force: bo
         if labels is not None and "labels" not in a.metadata.side:
             raise UsageError(f"{archive} stores no labels (it was compressed without --labels)")
         items = a[key]
-        chosen = _selected_labels(a, key) if labels is not None else None
+        chosen = a.side_data("labels", key) if labels is not None else None
     written = save_array(output, items, overwrite=force, inputs=[archive])
     if chosen is not None:
         save_array(labels, chosen, overwrite=force, inputs=[archive])
     err.print(plain(f"wrote {written} {items.shape} {items.dtype}" + (f" and labels to {labels}" if labels else "")))
-
-
-def _selected_labels(a, key):
-    """The labels of items ``key`` (an index or a slice, as ``a[key]`` takes them), read chunk by chunk."""
-    import numpy as np
-
-    n = len(a)
-    if isinstance(key, slice):
-        wanted = list(range(*key.indices(n)))
-    else:
-        wanted = [key + n if key < 0 else key]
-    parts, cache = [], {}
-    for i in wanted:
-        c = a._reader.chunk_for_item(i)
-        if c not in cache:
-            cache = {c: a.side(c)["labels"]}  # items come in order: one chunk's labels at a time
-        parts.append(cache[c][i - a.chunks[c].first_item])
-    if isinstance(key, slice):
-        return np.stack(parts) if parts else np.zeros((0,), np.int64)
-    return parts[0]
 
 
 def _parse_selector(text: str):

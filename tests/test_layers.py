@@ -56,3 +56,13 @@ def test_the_package_root_and_formats_load_no_coder(tmp_path):
             "assert callable(bbarc.compress) and callable(bbarc.open) and 'bbarc.chain' in sys.modules\n"
             "assert 'numba' not in sys.modules  # bbarc.jit: numba loads with the first kernel call\n")
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+
+
+def test_the_contract_keeps_torch_out_of_bbarc_data(tmp_path):
+    """bbarc.data may reach torch through its adapter (bbarc.torch_data) only, never by importing it itself."""
+    pytest.importorskip("importlinter")
+    tree = installed_layout(tmp_path)
+    with open(tree / "bbarc" / "data.py", "a") as f:
+        f.write("\nimport torch  # noqa: E402  (deliberately wrong)\n")
+    run = lint(tree)
+    assert run.returncode != 0 and "bbarc.data -> torch" in run.stdout, run.stdout[-3000:]
