@@ -8,8 +8,11 @@ adds the bits-back step.
 """
 from __future__ import annotations
 
+import os
+import sys
+import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -17,10 +20,40 @@ import numpy as np
 from bbarc.errors import CodingError
 
 from . import fixedpoint as fp
-from . import kernels
+from . import kernels_py
 from .ans import AnsLanes, raise_unpushable
 
 MAX_PRECISION = 22  # categorical tables; mixtures allow more when they have few components (max_precision)
+
+# Which kernels code a call. The compiled kernels (bbarc.kernels) and the light ones (bbarc.kernels_py) leave
+# identical integers (tests/test_lite.py), so the choice is about speed only. The compiled ones cost a fixed price
+# in each fresh process (importing numba, initialising LLVM), then little per symbol; the light ones cost nothing
+# to load and far more per symbol. How much a process will code is not known in advance, so the rule is the
+# ski-rental one, never worse than about twice the better choice in hindsight: light kernels until this process
+# has spent LIGHT_BUDGET_S seconds in them (about the compiled kernels' price), then the compiled ones for good; at
+# once if numba is loaded already. Decoding a few items (``bbarc get``, ``archive[i]``) stays light; bulk coding
+# switches early. BBARC_KERNELS=light or =compiled forces one (tests, benchmarks).
+LIGHT_BUDGET_S = 0.8
+KERNELS_ENV = "BBARC_KERNELS"
+_light_spent = [0.0]
+
+
+def kernel(name: str) -> Callable:
+    """The kernel ``name`` (a function of ``bbarc.kernels``) to run now, chosen by the rule above."""
+    mode = os.environ.get(KERNELS_ENV, "auto")
+    if mode != "light" and (mode == "compiled" or _light_spent[0] >= LIGHT_BUDGET_S or "numba" in sys.modules):
+        from . import kernels
+
+        return getattr(kernels, name)
+    return partial(_timed, getattr(kernels_py, name))
+
+
+def _timed(fn: Callable, *args):
+    start = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        _light_spent[0] += time.perf_counter() - start
 
 
 class Codec(Protocol):
@@ -89,11 +122,11 @@ class Uniform:
 
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         arr = _lane_symbols(symbols, len(ids), self.n, 1 << self.bits)
-        return _pushed(lanes.run_push(kernels.push_uniform_lanes, ids, self.n, arr, self.bits), self.n)
+        return _pushed(lanes.run_push(kernel("push_uniform_lanes"), ids, self.n, arr, self.bits), self.n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), self.n), np.int64)
-        return out, lanes.run_pop(kernels.pop_uniform_lanes, ids, out, self.bits)
+        return out, lanes.run_pop(kernel("pop_uniform_lanes"), ids, out, self.bits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,11 +156,11 @@ class Categorical:
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.cdf.shape[1] - 1)
-        return _pushed(lanes.run_push(kernels.push_table_lanes, ids, n, arr, self.cdf, self.prec), n)
+        return _pushed(lanes.run_push(kernel("push_table_lanes"), ids, n, arr, self.cdf, self.prec), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
-        return out, lanes.run_pop(kernels.pop_table_lanes, ids, out, self.cdf, self.prec)
+        return out, lanes.run_pop(kernel("pop_table_lanes"), ids, out, self.cdf, self.prec)
 
 
 @dataclass(frozen=True)
@@ -210,7 +243,7 @@ class LogisticMixture:
             raise CodingError(f"precision {self.prec} cannot code {self.grid.symbols} symbols with {shape[1]} "
                               f"components (at most {limit} bits)")
         inv = np.empty(shape, np.int64)  # log-scales are clipped to the table's range (see formats/SPEC.md)
-        error = kernels.prepare_mixture(mean, log_scale, weights, fp.inverse_scale_table(), fp.LOG_SCALE_MIN,
+        error = kernel("prepare_mixture")(mean, log_scale, weights, fp.inverse_scale_table(), fp.LOG_SCALE_MIN,
                                         1 << 30, 1 << fp.WEIGHT_BITS, inv)
         if error == 1:
             raise CodingError("mixture means must lie within +-2**30 (fixed point); the model produced larger ones")
@@ -230,11 +263,11 @@ class LogisticMixture:
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.grid.symbols)
-        return _pushed(lanes.run_push(kernels.push_mixture_lanes, ids, n, arr, *self._args()), n)
+        return _pushed(lanes.run_push(kernel("push_mixture_lanes"), ids, n, arr, *self._args()), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
-        return out, lanes.run_pop(kernels.pop_mixture_lanes, ids, out, *self._args())
+        return out, lanes.run_pop(kernel("pop_mixture_lanes"), ids, out, *self._args())
 
     def take(self, rows: slice) -> "LogisticMixture":
         """The codec of a slice of the symbols (rows of a batched model output); no re-validation needed."""
@@ -248,7 +281,7 @@ class LogisticMixture:
     def cdf_table(self) -> np.ndarray:
         """The full integer CDF (n, S+1) this codec codes with (for tests and cost accounting)."""
         out = np.empty((len(self), self.grid.symbols + 1), dtype=np.int64)
-        kernels.mixture_cdf_rows(*self._args(), out)
+        kernel("mixture_cdf_rows")(*self._args(), out)
         return out
 
 

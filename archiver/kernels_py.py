@@ -1,0 +1,304 @@
+"""Light kernels: ``bbarc.kernels`` in numpy and plain Python, for decoding a few items without loading numba.
+
+Every function here takes the arguments of the ``bbarc.kernels`` function of the same name and leaves the same
+integers in the same places: states, words, popped symbols, statuses (a lane kernel's failure status included),
+so a lane can be coded by either and decoded by the other. What differs is cost. Loading the compiled kernels
+costs the better part of a second in a fresh process (importing numba, initialising LLVM), more than a few items
+cost here; in bulk the compiled kernels are far faster. ``bbarc.codecs.kernels_for`` chooses.
+
+How: everything that does not depend on the coder's state is vectorised in numpy with the compiled kernels'
+integer arithmetic, in int64 (no product can overflow: see ``_mass``). For a push, that is each symbol's
+(start, frequency); for a pop, each symbol's whole integer CDF row, as the symbol is not known before its slot
+is. Then the state updates, which are sequential, run in a Python loop on Python ints (exact, unbounded: the
+uint64 arithmetic of the kernels never wraps, see ``_push_rows``). A CDF row's value at boundary k is the one the
+compiled kernels compute (``_cdf`` there), and they pop the k with CDF(k) <= slot < CDF(k + 1), which is unique
+(an empty interval holds no slot), so a search of the row finds the same symbol.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from .fixedpoint import INV_SCALE_BITS, POS_BITS, SIG_RANGE, SIG_STEP_BITS
+
+HEAD_LOW = 1 << 32  # the head's lower bound (as ``bbarc.kernels.HEAD_LOW``: a test checks they agree)
+_MASK32 = 0xFFFFFFFF
+_FRAC = POS_BITS - SIG_STEP_BITS
+_SPAN = (2 * SIG_RANGE) << POS_BITS
+_PROD_LIMIT = 1 << 62
+_SAFE_INV = 1 << 31
+
+
+# --- the sequential part: one lane's head and words -----------------------------------------------------------
+
+
+def _push_rows(h: int, n: int, buf: np.ndarray, starts: list, freqs: list, prec: int):
+    """Push symbols with slots [starts[i], starts[i] + freqs[i]) in reverse order onto head ``h`` and ``n`` words.
+    Returns (h, n, i): i = -1, or the index of a frequency-0 symbol, where it stopped (``push_mixture``).
+    As in the kernels, the head stays below 2**64: after the renormalisation h < f * 2**(64 - prec)."""
+    shift = 64 - prec
+    for i in range(len(starts) - 1, -1, -1):
+        f = freqs[i]
+        if f == 0:
+            return h, n, i
+        if (h >> shift) >= f:
+            buf[n] = h & _MASK32
+            n += 1
+            h >>= 32
+        h = ((h // f) << prec) + h % f + starts[i]
+    return h, n, -1
+
+
+def _pop_rows(h: int, n: int, buf: np.ndarray, flat, width: int, rows: int, prec: int, out: np.ndarray):
+    """Pop ``rows`` symbols; symbol i's CDF is ``flat[i * width : (i + 1) * width]`` (a flat sequence of ints).
+    Returns (h, n, status, reduced head): status -1, or the index of the symbol that found too few bits; then
+    the head as reduced by that pop (``pop_mixture`` keeps it, the other kernels do not)."""
+    mask = (1 << prec) - 1
+    syms = []
+    for i in range(rows):
+        cf = h & mask
+        base = i * width
+        k = bisect_right(flat, cf, base, base + width) - 1
+        start = flat[k]
+        h2 = (flat[k + 1] - start) * (h >> prec) + cf - start
+        if h2 < HEAD_LOW:
+            if n == 0:
+                out[:i] = syms
+                return h, n, i, h2
+            n -= 1
+            h2 = (h2 << 32) | int(buf[n])
+        h = h2
+        syms.append(k - base)
+    out[:] = syms
+    return h, n, -1, h
+
+
+def _lane(states, lanes, p):
+    lane = int(lanes[p])
+    return lane, int(states[lane, 0]), int(states[lane, 1])
+
+
+def _store(states, lane, h, n):
+    states[lane, 0] = h
+    states[lane, 1] = n
+
+
+# --- uniform symbols ---------------------------------------------------------------------------------------
+
+
+def push_uniform_lanes(states, bufs, lanes, symbols, bits, status):
+    for p in range(len(lanes)):
+        lane, h, n = _lane(states, lanes, p)
+        row = symbols[p].tolist()
+        h, n, _ = _push_rows(h, n, bufs[lane], row, [1] * len(row), bits)
+        _store(states, lane, h, n)
+        status[p] = -1
+
+
+def pop_uniform_lanes(states, bufs, lanes, out, bits, status):
+    mask = (1 << bits) - 1
+    for p in range(len(lanes)):
+        lane, h, n = _lane(states, lanes, p)
+        buf, syms, status[p] = bufs[lane], [], -1
+        for i in range(out.shape[1]):
+            cf = h & mask
+            h2 = h >> bits
+            if h2 < HEAD_LOW:
+                if n == 0:  # the kernel leaves the state as it was before this pop
+                    status[p] = i
+                    break
+                n -= 1
+                h2 = (h2 << 32) | int(buf[n])
+            h = h2
+            syms.append(cf)
+        out[p, : len(syms)] = syms
+        _store(states, lane, h, n)
+
+
+# --- integer CDF tables -----------------------------------------------------------------------------------
+
+
+def push_table_lanes(states, bufs, lanes, symbols, cdf, prec, status):
+    n_rows = symbols.shape[1]
+    for p in range(len(lanes)):
+        lane, h, n = _lane(states, lanes, p)
+        rows = cdf[p * n_rows : (p + 1) * n_rows]
+        idx = np.arange(n_rows)
+        lo, hi = rows[idx, symbols[p]], rows[idx, symbols[p] + 1]
+        h, n, _ = _push_rows(h, n, bufs[lane], lo.tolist(), (hi - lo).tolist(), prec)
+        _store(states, lane, h, n)
+        status[p] = -1
+
+
+def pop_table_lanes(states, bufs, lanes, out, cdf, prec, status):
+    n_rows = out.shape[1]
+    for p in range(len(lanes)):
+        lane, h, n = _lane(states, lanes, p)
+        rows = np.ascontiguousarray(cdf[p * n_rows : (p + 1) * n_rows], dtype=np.int64)
+        h, n, status[p], _ = _pop_rows(h, n, bufs[lane], memoryview(rows.reshape(-1)), rows.shape[1], n_rows,
+                                       prec, out[p])
+        _store(states, lane, h, n)  # a failed pop_table leaves the state as it was before that pop
+
+
+# --- logistic mixtures -------------------------------------------------------------------------------------
+
+
+def _sigmoid_parts(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sigmoid table with its last value repeated, and its steps: clipping an argument to [0, span] then
+    interpolates exactly as the kernels' ``_sigmoid`` (table[0] below, table[-1] at and above the span)."""
+    ext = np.append(table, table[-1]).astype(np.int64)
+    return ext, np.diff(ext)
+
+
+def _mass(e: np.ndarray, mu: np.ndarray, inv: np.ndarray, w: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """The kernels' ``_mass`` for edges ``e`` (R, E) against parameter rows (R, K): (R, E) int64.
+
+    Overflow: means and edges lie within 2**30, so |d| < 2**31 and d * inv < 2**62 while inv < 2**31. Larger
+    inverse scales saturate past |d| >= 2**62 // inv, as in the kernels; the wrapped products there are
+    replaced."""
+    ext, step = _sigmoid_parts(table)
+    d = e[:, :, None] - mu[:, None, :]
+    prod = d * inv[:, None, :]
+    p = np.clip((prod >> INV_SCALE_BITS) + (SIG_RANGE << POS_BITS), 0, _SPAN)
+    j = p >> _FRAC
+    s = ext[j] + ((step[j] * (p & ((1 << _FRAC) - 1))) >> _FRAC)
+    big = inv >= _SAFE_INV
+    if big.any():
+        lim = (_PROD_LIMIT // np.maximum(inv, 1))[:, None, :]
+        wide = big[:, None, :]
+        s = np.where(wide & (d >= lim), table[-1], np.where(wide & (d <= -lim), table[0], s))
+    if mu.shape[1] == 1:
+        return s[:, :, 0]  # one component: its weight cancels (the kernels' ``_denom``)
+    return (w[:, None, :] * s).sum(axis=2)
+
+
+def _denom(w: np.ndarray, top: int) -> np.ndarray:
+    if w.shape[1] == 1:
+        return np.full((len(w), 1), top, np.int64)
+    return w.sum(axis=1, keepdims=True) * top
+
+
+def _cdf(k: np.ndarray, edges, mu, inv, w, table, prec, floor) -> np.ndarray:
+    """The kernels' ``_cdf`` at boundaries k (R, E) of rows (R, K). The kernels' shift when the denominator is
+    2**24 is this floor division: masses are >= 0."""
+    n_sym = len(edges) + 1
+    out = np.zeros(k.shape, np.int64)
+    inner = (k > 0) & (k < n_sym)
+    if len(edges):
+        c = _mass(edges[np.clip(k, 1, n_sym - 1) - 1], mu, inv, w, table)
+        denom = _denom(w, int(table[-1]))
+        if floor:
+            fin = c * ((1 << prec) - n_sym) // denom + k
+        else:
+            fin = (c << prec) // denom
+        out[inner] = fin[inner]
+    out[k >= n_sym] = 1 << prec
+    return out
+
+
+def _saturation(table: np.ndarray) -> tuple[int, int]:
+    """(L, H): the kernels' ``_sigmoid`` is table[0] wherever (d * inv) < -L and table[-1] wherever d * inv >= H
+    (its argument p = ((d * inv) >> 24) + 2**21 then falls where the table is flat: below index jz, the end of
+    its run of table[0] values, or from jt, the start of its run of table[-1])."""
+    centre = SIG_RANGE << SIG_STEP_BITS
+    jz = min(int(np.argmax(table != table[0])) - 1, centre) if (table != table[0]).any() else centre
+    jt = max(len(table) - int(np.argmax(table[::-1] != table[-1])), centre)
+    return ((centre - jz) << (_FRAC + INV_SCALE_BITS)), ((jt - centre) << (_FRAC + INV_SCALE_BITS))
+
+
+def _mass_rows(edges: np.ndarray, mu: np.ndarray, inv: np.ndarray, w: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``_mass`` at every edge of the grid for rows (R, K): (R, len(edges)), computing only the band of edges
+    where a component's sigmoid is not saturated (``_saturation``): d < -(L // inv) - 2 gives d * inv < -L, and
+    d > H // inv + 2 gives d * inv >= H. The kernels' large-scale branch agrees (it saturates by the sign of d,
+    and within the band |d| <= 2**14 + 2 stays below its limit). The saturated values are summed along each row
+    (a difference array and a cumulative sum); the band's are added by index (float64 sums below 2**40: exact)."""
+    rows, k_comp = mu.shape
+    n_edges = len(edges)
+    one = k_comp == 1  # one component: its weight cancels (the kernels' ``_denom``)
+    wf = np.ones_like(w) if one else w
+    low, high = _saturation(table)
+    lo = np.searchsorted(edges, mu - (low // inv + 2), "left")  # edges below lo: d < -(low // inv) - 2
+    hi = np.searchsorted(edges, mu + (high // inv + 2), "right")  # edges from hi up: d > high // inv + 2
+    diff = np.zeros((rows, n_edges + 1), np.int64)
+    r = np.repeat(np.arange(rows), k_comp)
+    np.add.at(diff, (r, hi.ravel()), (wf * table[-1]).ravel())
+    if table[0]:
+        diff[:, 0] += (wf * table[0]).sum(axis=1)
+        np.add.at(diff, (r, lo.ravel()), -(wf * table[0]).ravel())
+    mass = np.cumsum(diff[:, :n_edges], axis=1)
+    width = (hi - lo).ravel()
+    g = np.repeat(np.arange(rows * k_comp), width)  # (row, component) of each band value
+    k = np.arange(len(g)) - np.repeat(np.cumsum(width) - width, width) + np.repeat(lo.ravel(), width)
+    ext, step = _sigmoid_parts(table)
+    p = np.clip(((edges[k] - mu.ravel()[g]) * inv.ravel()[g] >> INV_SCALE_BITS) + (SIG_RANGE << POS_BITS), 0, _SPAN)
+    j = p >> _FRAC
+    s = ext[j] + ((step[j] * (p & ((1 << _FRAC) - 1))) >> _FRAC)
+    band = np.bincount(g // k_comp * n_edges + k, weights=s * wf.ravel()[g], minlength=rows * n_edges)
+    return mass + band.astype(np.int64).reshape(rows, n_edges)
+
+
+def _finish_rows(c: np.ndarray, w: np.ndarray, top: int, prec: int, floor: bool) -> np.ndarray:
+    """The kernels' ``_cdf`` at every boundary 0 .. S from the masses (R, S-1) at the inner ones."""
+    rows, n_sym = len(c), c.shape[1] + 1
+    out = np.empty((rows, n_sym + 1), np.int64)
+    out[:, 0], out[:, n_sym] = 0, 1 << prec
+    num = c * ((1 << prec) - n_sym) if floor else c << prec
+    inner = num >> 24 if w.shape[1] == 1 and top == 1 << 24 else num // _denom(w, top)
+    out[:, 1:n_sym] = inner + np.arange(1, n_sym) if floor else inner
+    return out
+
+
+def mixture_cdf_rows(edges, step, mu, inv, w, table, prec, floor, out):
+    """Full integer CDF rows (n, S+1), as the kernel of that name."""
+    out[...] = _finish_rows(_mass_rows(edges, mu, inv, w, table), w, int(table[-1]), prec, floor)
+
+
+def push_mixture_lanes(states, bufs, lanes, symbols, edges, step, mu, inv, w, table, prec, floor, status):
+    """Symbol i of lane ``lanes[p]`` uses parameter row p * n + i; status: the (last) symbol of probability 0."""
+    n_rows = symbols.shape[1]
+    for p in range(len(lanes)):
+        lane, h, n = _lane(states, lanes, p)
+        r = slice(p * n_rows, (p + 1) * n_rows)
+        k = symbols[p][:, None] + np.array([0, 1], np.int64)
+        c = _cdf(k, edges, mu[r], inv[r], w[r], table, prec, floor)
+        h, n, status[p] = _push_rows(h, n, bufs[lane], c[:, 0].tolist(), (c[:, 1] - c[:, 0]).tolist(), prec)
+        _store(states, lane, h, n)
+
+
+def pop_mixture_lanes(states, bufs, lanes, out, edges, step, mu, inv, w, table, prec, floor, status):
+    n_rows = out.shape[1]
+    for p in range(len(lanes)):
+        lane, h, n = _lane(states, lanes, p)
+        r = slice(p * n_rows, (p + 1) * n_rows)
+        cdf = _finish_rows(_mass_rows(edges, mu[r], inv[r], w[r], table), w[r], int(table[-1]), prec, floor)
+        h, n, status[p], reduced = _pop_rows(h, n, bufs[lane], memoryview(cdf.reshape(-1)), cdf.shape[1], n_rows,
+                                             prec, out[p])
+        _store(states, lane, reduced, n)  # a failed pop_mixture keeps the head that pop reduced
+
+
+# --- parameter preparation ---------------------------------------------------------------------------------
+
+
+def mixture_weights(logits, table, out):
+    """Integer softmax per row: table[max - logit], 0 past the table."""
+    d = logits.max(axis=1, keepdims=True) - logits
+    out[...] = np.where(d < len(table), table[np.minimum(d, len(table) - 1)], 0)
+
+
+def prepare_mixture(mean, log_scale, weights, inv_table, ls_min, mean_limit, weight_max, inv):
+    """As the kernel: fill ``inv``; 0 if valid, else the code of the first fault in the kernel's scan order (row
+    by row; in a row, each component's mean then its weight; then the row's weight sum), 1 for a mean out of
+    range, 2 for a weight out of range or a row of zero weights. ``inv`` is left part-filled on a fault."""
+    k = mean.shape[1]
+    faults = []  # (row, position in the row's scan, code)
+    for bad, offset, code in ((np.abs(mean) > mean_limit, 0, 1), ((weights < 0) | (weights > weight_max), 1, 2)):
+        if bad.any():
+            r, m = np.unravel_index(np.argmax(bad), bad.shape)
+            faults.append((int(r), 2 * int(m) + offset, code))
+    zero = weights.sum(axis=1) == 0
+    if zero.any():
+        faults.append((int(np.argmax(zero)), 2 * k, 2))
+    idx = np.clip(log_scale, ls_min, ls_min + len(inv_table) - 1) - ls_min
+    inv[...] = inv_table[idx]
+    return min(faults)[2] if faults else 0
