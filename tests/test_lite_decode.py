@@ -1,0 +1,89 @@
+"""Archives decode (and encode) to the same items and bytes with the light kernels and the float32 int8 product as
+with the compiled kernels and torch; decoding one item in a fresh process loads neither numba nor torch."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bbarc
+from bbarc import codecs
+from tests.golden.make_golden import golden_inputs
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+CASES = golden_inputs()
+
+
+@pytest.fixture
+def light(monkeypatch):
+    """Light kernels and the float32 int8 product only; yields a function returning the light seconds spent since
+    (so a test can check that the light path really coded)."""
+    import bbarc.plugins.intnet as intnet
+
+    monkeypatch.setenv(codecs.KERNELS_ENV, "light")
+    monkeypatch.setattr(intnet, "TORCH_MIN_BATCH", 1 << 30)
+    start = codecs._light_spent[0]
+    yield lambda: codecs._light_spent[0] - start
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.bbarc")), ids=lambda p: p.name)
+def test_golden_archives_decode_light(path, light):
+    name = path.name.rsplit("-v", 1)[0]
+    _, items, _, _ = CASES[name]
+    with bbarc.open(path, cache_chunks=0) as a:
+        for i in (len(a) - 1, 0, len(a) // 2):  # random access: part of a chunk
+            assert np.array_equal(a[i], items[i])
+        assert np.array_equal(a[:], items)
+    assert light() > 0 or name.startswith("zstd")
+
+
+@pytest.mark.parametrize("model, n, chunk", [("mnist-vae", 40, 16), ("mnist-vae-binary", 40, 16),
+                                             ("mnist-hvae", 6, 3)])
+def test_fresh_archives_are_the_same_bytes(model, n, chunk, mnist, mnist_binary, tmp_path, monkeypatch):
+    """Written by the compiled kernels (and torch where installed) or by the light ones: the same bytes; and
+    either decodes it, whole or one item at a time."""
+    import bbarc.plugins.intnet as intnet
+
+    items = (mnist_binary if model == "mnist-vae-binary" else mnist)[:n]
+    monkeypatch.setenv(codecs.KERNELS_ENV, "compiled")
+    monkeypatch.setattr(intnet, "TORCH_MIN_BATCH", 1)
+    bbarc.compress(items, tmp_path / "compiled.bbarc", model=model, chunk_size=chunk)
+    monkeypatch.setenv(codecs.KERNELS_ENV, "light")
+    monkeypatch.setattr(intnet, "TORCH_MIN_BATCH", 1 << 30)
+    spent = codecs._light_spent[0]
+    bbarc.compress(items, tmp_path / "light.bbarc", model=model, chunk_size=chunk)
+    assert codecs._light_spent[0] > spent
+    assert (tmp_path / "light.bbarc").read_bytes() == (tmp_path / "compiled.bbarc").read_bytes()
+    with bbarc.open(tmp_path / "compiled.bbarc", cache_chunks=0) as a:
+        for i in (chunk - 2, n - 1, chunk + 1):
+            assert np.array_equal(a[i], items[i])
+        assert np.array_equal(a[:], items)
+
+
+def test_one_item_loads_neither_numba_nor_torch(mnist, tmp_path, monkeypatch):
+    """The default rule (no BBARC_KERNELS) decodes one item light, in a fresh process."""
+    path = tmp_path / "a.bbarc"
+    bbarc.compress(mnist[:24], path, model="mnist-vae", chunk_size=12)
+    monkeypatch.delenv(codecs.KERNELS_ENV, raising=False)
+    script = ("import sys, numpy as np, bbarc; a = bbarc.open(sys.argv[1]); x = a[int(sys.argv[2])]; "
+              "np.save(sys.argv[3], x); print(sorted({'numba', 'torch'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", script, str(path), "13", str(tmp_path / "x.npy")],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert np.array_equal(np.load(tmp_path / "x.npy"), mnist[13])
+
+
+def test_the_rule_switches_to_compiled_kernels(monkeypatch):
+    """Past the light budget (or with BBARC_KERNELS=compiled) the compiled kernels code; before it, the light."""
+    from bbarc import kernels, kernels_py
+
+    monkeypatch.delenv(codecs.KERNELS_ENV, raising=False)
+    monkeypatch.setattr(codecs, "_light_spent", [0.0])
+    monkeypatch.delitem(sys.modules, "numba", raising=False)  # as in a process that has not loaded numba
+    assert codecs.kernel("pop_uniform_lanes").args == (kernels_py.pop_uniform_lanes,)  # timed, see codecs
+    monkeypatch.setattr(codecs, "_light_spent", [codecs.LIGHT_BUDGET_S])
+    assert codecs.kernel("pop_uniform_lanes") is kernels.pop_uniform_lanes
+    monkeypatch.setattr(codecs, "_light_spent", [0.0])
+    monkeypatch.setenv(codecs.KERNELS_ENV, "compiled")
+    assert codecs.kernel("pop_uniform_lanes") is kernels.pop_uniform_lanes
