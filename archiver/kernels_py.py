@@ -16,6 +16,7 @@ compiled kernels compute (``_cdf`` there), and they pop the k with CDF(k) <= slo
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 
 import numpy as np
@@ -28,6 +29,7 @@ _FRAC = POS_BITS - SIG_STEP_BITS
 _SPAN = (2 * SIG_RANGE) << POS_BITS
 _PROD_LIMIT = 1 << 62
 _SAFE_INV = 1 << 31
+_POS_INV_SCALE = float(1 << (POS_BITS + INV_SCALE_BITS))
 
 
 # --- the sequential part: one lane's head and words -----------------------------------------------------------
@@ -267,14 +269,97 @@ def push_mixture_lanes(states, bufs, lanes, symbols, edges, step, mu, inv, w, ta
 
 
 def pop_mixture_lanes(states, bufs, lanes, out, edges, step, mu, inv, w, table, prec, floor, status):
+    """Small rows (a few edges times components): whole CDF rows in numpy, then a search of each. Larger ones (256
+    levels, 4096 latent bins), where a row costs more than the few CDF values a search needs: the compiled
+    kernel's own search, in Python (``_search``). The symbol popped is the same either way (module docstring)."""
     n_rows = out.shape[1]
     for p in range(len(lanes)):
         lane, h, n = _lane(states, lanes, p)
         r = slice(p * n_rows, (p + 1) * n_rows)
-        cdf = _finish_rows(_mass_rows(edges, mu[r], inv[r], w[r], table), w[r], int(table[-1]), prec, floor)
-        h, n, status[p], reduced = _pop_rows(h, n, bufs[lane], memoryview(cdf.reshape(-1)), cdf.shape[1], n_rows,
-                                             prec, out[p])
+        if len(edges) * mu.shape[1] > SEARCH_ABOVE:
+            h, n, status[p], reduced = _search(h, n, bufs[lane], edges, mu[r], inv[r], w[r], table, prec, floor,
+                                               out[p])
+        else:
+            cdf = _finish_rows(_mass_rows(edges, mu[r], inv[r], w[r], table), w[r], int(table[-1]), prec, floor)
+            h, n, status[p], reduced = _pop_rows(h, n, bufs[lane], memoryview(cdf.reshape(-1)), cdf.shape[1],
+                                                 n_rows, prec, out[p])
         _store(states, lane, reduced, n)  # a failed pop_mixture keeps the head that pop reduced
+
+
+SEARCH_ABOVE = 64  # rows of more edges x components pop by search (the cheaper way, measured)
+
+
+def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
+    """``pop_mixture``'s loop in Python ints: per symbol, a guess from the heaviest component's inverse CDF (only
+    a starting point), then gallop and bisect with the exact comparison of the kernels' ``_probe``. Python ints
+    do not overflow, so the kernels' large-scale branch needs no counterpart: past its limit |d * inv| >= 2**62
+    - inv, far beyond the table's span, which saturates the same way."""
+    tbl, edge = table.tolist(), edges.tolist()
+    top, n_sym, centre = tbl[-1], len(edge) + 1, SIG_RANGE << POS_BITS
+    span, frac, fmask = _SPAN, _FRAC, (1 << _FRAC) - 1
+    one_comp, full = w.shape[1] == 1, 1 << prec
+    scale = (1 << prec) - n_sym if floor else full
+    rows = list(zip(mu.tolist(), inv.tolist(), w.tolist(), np.argmax(w, axis=1).tolist(),
+                    _denom(w, top)[:, 0].tolist()))
+    mask, syms = full - 1, []
+
+    def mass(k, mus, invs, ws):
+        e, c = edge[k - 1], 0
+        for m in range(len(mus)):
+            p = ((e - mus[m]) * invs[m] >> INV_SCALE_BITS) + centre
+            if p <= 0:
+                s = tbl[0]
+            elif p >= span:
+                s = top
+            else:
+                j = p >> frac
+                s = tbl[j] + (((tbl[j + 1] - tbl[j]) * (p & fmask)) >> frac)
+            if one_comp:
+                return s
+            c += ws[m] * s
+        return c
+
+    kf = 1 if floor else 0
+    for i, (mus, invs, ws, heavy, denom) in enumerate(rows):
+        cf = h & mask
+        u = (cf + 0.5) / full
+        g = bisect_right(edge, mus[heavy] + math.log(u / (1.0 - u)) * _POS_INV_SCALE / invs[heavy])
+        lo, hi, m_lo, m_hi, k, gap = -1, n_sym + 1, 0, 0, g, 1
+        while True:  # as the kernel: gallop from g until cf is bracketed, then bisect
+            if k <= 0:
+                below, c = True, 0
+            elif k >= n_sym:
+                below, c = False, 0
+            else:
+                c = mass(k, mus, invs, ws)
+                below = c * scale < (cf + 1 - kf * k) * denom
+            if below:
+                lo, m_lo = k, c
+            else:
+                hi, m_hi = k, c
+            if hi <= n_sym and lo >= 0:
+                if hi - lo == 1:
+                    break
+                k = (lo + hi) >> 1
+            elif lo < 0:
+                k = hi - gap if hi > gap else 0
+                gap <<= 1
+            else:
+                k = lo + gap if lo + gap < n_sym else n_sym
+                gap <<= 1
+        c_lo = 0 if lo <= 0 else m_lo * scale // denom + (lo if floor else 0)
+        c_hi = full if hi >= n_sym else m_hi * scale // denom + (hi if floor else 0)
+        h2 = (c_hi - c_lo) * (h >> prec) + cf - c_lo
+        if h2 < HEAD_LOW:
+            if n == 0:
+                out[:i] = syms
+                return h, n, i, h2
+            n -= 1
+            h2 = (h2 << 32) | int(buf[n])
+        h = h2
+        syms.append(lo)
+    out[:] = syms
+    return h, n, -1, h
 
 
 # --- parameter preparation ---------------------------------------------------------------------------------

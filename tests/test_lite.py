@@ -115,7 +115,9 @@ def _mixture(rng, grid: Grid, rows: int, extreme: bool):
 
 
 @pytest.mark.parametrize("seed", range(3 * len(GRIDS) * 4))
-def test_mixture(seed):
+@pytest.mark.parametrize("search_above", [0, 1 << 30])  # light pops search every row, or build every row
+def test_mixture(seed, search_above, monkeypatch):
+    monkeypatch.setattr(P, "SEARCH_ABOVE", search_above)
     rng = np.random.default_rng(seed)
     grid = GRIDS[seed % len(GRIDS)]
     states, bufs = _lanes(rng, int(rng.integers(1, 4)), empty=seed % 2 == 0)
