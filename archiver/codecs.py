@@ -8,11 +8,8 @@ adds the bits-back step.
 """
 from __future__ import annotations
 
-import os
-import sys
-import time
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -20,40 +17,10 @@ import numpy as np
 from bbarc.errors import CodingError
 
 from . import fixedpoint as fp
-from . import kernels_py
 from .ans import AnsLanes, raise_unpushable
+from .kernel_choice import kernel  # compiled or light kernels: the same integers (the rule is there)
 
 MAX_PRECISION = 22  # categorical tables; mixtures allow more when they have few components (max_precision)
-
-# Which kernels code a call. The compiled kernels (bbarc.kernels) and the light ones (bbarc.kernels_py) leave
-# identical integers (tests/test_lite.py), so the choice is about speed only. The compiled ones cost a fixed price
-# in each fresh process (importing numba, initialising LLVM), then little per symbol; the light ones cost nothing
-# to load and far more per symbol. How much a process will code is not known in advance, so the rule is the
-# ski-rental one, never worse than about twice the better choice in hindsight: light kernels until this process
-# has spent LIGHT_BUDGET_S seconds in them (about the compiled kernels' price), then the compiled ones for good; at
-# once if numba is loaded already. Decoding a few items (``bbarc get``, ``archive[i]``) stays light; bulk coding
-# switches early. BBARC_KERNELS=light or =compiled forces one (tests, benchmarks).
-LIGHT_BUDGET_S = 0.8
-KERNELS_ENV = "BBARC_KERNELS"
-_light_spent = [0.0]
-
-
-def kernel(name: str) -> Callable:
-    """The kernel ``name`` (a function of ``bbarc.kernels``) to run now, chosen by the rule above."""
-    mode = os.environ.get(KERNELS_ENV, "auto")
-    if mode != "light" and (mode == "compiled" or _light_spent[0] >= LIGHT_BUDGET_S or "numba" in sys.modules):
-        from . import kernels
-
-        return getattr(kernels, name)
-    return partial(_timed, getattr(kernels_py, name))
-
-
-def _timed(fn: Callable, *args):
-    start = time.perf_counter()
-    try:
-        return fn(*args)
-    finally:
-        _light_spent[0] += time.perf_counter() - start
 
 
 class Codec(Protocol):

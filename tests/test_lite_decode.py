@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import bbarc
-from bbarc import codecs
+from bbarc import kernel_choice as choice
 from tests.golden.make_golden import golden_inputs
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -21,10 +21,10 @@ def light(monkeypatch):
     (so a test can check that the light path really coded)."""
     import bbarc.plugins.intnet as intnet
 
-    monkeypatch.setenv(codecs.KERNELS_ENV, "light")
+    monkeypatch.setenv(choice.KERNELS_ENV, "light")
     monkeypatch.setattr(intnet, "TORCH_MIN_BATCH", 1 << 30)
-    start = codecs._light_spent[0]
-    yield lambda: codecs._light_spent[0] - start
+    start = choice._light_spent[0]
+    yield lambda: choice._light_spent[0] - start
 
 
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.bbarc")), ids=lambda p: p.name)
@@ -46,14 +46,14 @@ def test_fresh_archives_are_the_same_bytes(model, n, chunk, mnist, mnist_binary,
     import bbarc.plugins.intnet as intnet
 
     items = (mnist_binary if model == "mnist-vae-binary" else mnist)[:n]
-    monkeypatch.setenv(codecs.KERNELS_ENV, "compiled")
+    monkeypatch.setenv(choice.KERNELS_ENV, "compiled")
     monkeypatch.setattr(intnet, "TORCH_MIN_BATCH", 1)
     bbarc.compress(items, tmp_path / "compiled.bbarc", model=model, chunk_size=chunk)
-    monkeypatch.setenv(codecs.KERNELS_ENV, "light")
+    monkeypatch.setenv(choice.KERNELS_ENV, "light")
     monkeypatch.setattr(intnet, "TORCH_MIN_BATCH", 1 << 30)
-    spent = codecs._light_spent[0]
+    spent = choice._light_spent[0]
     bbarc.compress(items, tmp_path / "light.bbarc", model=model, chunk_size=chunk)
-    assert codecs._light_spent[0] > spent
+    assert choice._light_spent[0] > spent
     assert (tmp_path / "light.bbarc").read_bytes() == (tmp_path / "compiled.bbarc").read_bytes()
     with bbarc.open(tmp_path / "compiled.bbarc", cache_chunks=0) as a:
         for i in (chunk - 2, n - 1, chunk + 1):
@@ -65,7 +65,7 @@ def test_one_item_loads_neither_numba_nor_torch(mnist, tmp_path, monkeypatch):
     """The default rule (no BBARC_KERNELS) decodes one item light, in a fresh process."""
     path = tmp_path / "a.bbarc"
     bbarc.compress(mnist[:24], path, model="mnist-vae", chunk_size=12)
-    monkeypatch.delenv(codecs.KERNELS_ENV, raising=False)
+    monkeypatch.delenv(choice.KERNELS_ENV, raising=False)
     script = ("import sys, numpy as np, bbarc; a = bbarc.open(sys.argv[1]); x = a[int(sys.argv[2])]; "
               "np.save(sys.argv[3], x); print(sorted({'numba', 'torch'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", script, str(path), "13", str(tmp_path / "x.npy")],
@@ -74,16 +74,32 @@ def test_one_item_loads_neither_numba_nor_torch(mnist, tmp_path, monkeypatch):
     assert np.array_equal(np.load(tmp_path / "x.npy"), mnist[13])
 
 
-def test_the_rule_switches_to_compiled_kernels(monkeypatch):
-    """Past the light budget (or with BBARC_KERNELS=compiled) the compiled kernels code; before it, the light."""
+def test_the_rule(monkeypatch):
+    """Light for a small job or an undeclared one within the budget; compiled for a declared bulk job, past the
+    budget, once numba is loaded, or when forced."""
     from bbarc import kernels, kernels_py
 
-    monkeypatch.delenv(codecs.KERNELS_ENV, raising=False)
-    monkeypatch.setattr(codecs, "_light_spent", [0.0])
+    def light() -> bool:
+        chosen = choice.kernel("pop_uniform_lanes")
+        assert chosen is kernels.pop_uniform_lanes or chosen.args == (kernels_py.pop_uniform_lanes,)  # timed
+        return chosen is not kernels.pop_uniform_lanes
+
+    monkeypatch.delenv(choice.KERNELS_ENV, raising=False)
+    monkeypatch.setattr(choice, "_light_spent", [0.0])
     monkeypatch.delitem(sys.modules, "numba", raising=False)  # as in a process that has not loaded numba
-    assert codecs.kernel("pop_uniform_lanes").args == (kernels_py.pop_uniform_lanes,)  # timed, see codecs
-    monkeypatch.setattr(codecs, "_light_spent", [codecs.LIGHT_BUDGET_S])
-    assert codecs.kernel("pop_uniform_lanes") is kernels.pop_uniform_lanes
-    monkeypatch.setattr(codecs, "_light_spent", [0.0])
-    monkeypatch.setenv(codecs.KERNELS_ENV, "compiled")
-    assert codecs.kernel("pop_uniform_lanes") is kernels.pop_uniform_lanes
+    assert light()
+    with choice.job(choice.LIGHT_MAX_ITEMS):
+        assert light()
+        with choice.job(choice.LIGHT_MAX_ITEMS + 1):
+            assert not light()
+        assert light()
+    monkeypatch.setattr(choice, "_light_spent", [choice.LIGHT_BUDGET_S])
+    assert not light()
+    monkeypatch.setattr(choice, "_light_spent", [0.0])
+    monkeypatch.setenv(choice.KERNELS_ENV, "compiled")
+    assert not light()
+    monkeypatch.setenv(choice.KERNELS_ENV, "light")
+    monkeypatch.setitem(sys.modules, "numba", kernels)  # loaded: still light when forced
+    assert light()
+    monkeypatch.delenv(choice.KERNELS_ENV)
+    assert not light()
