@@ -295,35 +295,33 @@ def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
     do not overflow, so the kernels' large-scale branch needs no counterpart: past its limit |d * inv| >= 2**62
     - inv, far beyond the table's span, which saturates the same way."""
     tbl, edge = table.tolist(), edges.tolist()
+    steps = np.diff(table).tolist() + [0]
     top, n_sym, centre = tbl[-1], len(edge) + 1, SIG_RANGE << POS_BITS
     span, frac, fmask = _SPAN, _FRAC, (1 << _FRAC) - 1
-    one_comp, full = w.shape[1] == 1, 1 << prec
+    full = 1 << prec
     scale = (1 << prec) - n_sym if floor else full
-    rows = list(zip(mu.tolist(), inv.tolist(), w.tolist(), np.argmax(w, axis=1).tolist(),
+    heavy = np.argmax(w, axis=1)
+    rows = list(zip([list(zip(*c)) for c in zip(mu.tolist(), inv.tolist(), w.tolist())],
+                    mu[np.arange(len(mu)), heavy].tolist(), inv[np.arange(len(mu)), heavy].tolist(),
                     _denom(w, top)[:, 0].tolist()))
     mask, syms = full - 1, []
 
-    def mass(k, mus, invs, ws):
+    def mass(k, comps):
+        """The kernels' ``_mass`` at edge k - 1 (one component: its sigmoid alone, the weight cancels)."""
         e, c = edge[k - 1], 0
-        for m in range(len(mus)):
-            p = ((e - mus[m]) * invs[m] >> INV_SCALE_BITS) + centre
-            if p <= 0:
-                s = tbl[0]
-            elif p >= span:
-                s = top
-            else:
-                j = p >> frac
-                s = tbl[j] + (((tbl[j + 1] - tbl[j]) * (p & fmask)) >> frac)
+        for mu_m, inv_m, w_m in comps:
+            p = ((e - mu_m) * inv_m >> INV_SCALE_BITS) + centre
+            s = tbl[0] if p <= 0 else top if p >= span else tbl[p >> frac] + ((steps[p >> frac] * (p & fmask)) >> frac)
             if one_comp:
                 return s
-            c += ws[m] * s
+            c += w_m * s
         return c
 
+    one_comp = w.shape[1] == 1
     kf = 1 if floor else 0
-    for i, (mus, invs, ws, heavy, denom) in enumerate(rows):
+    for i, (comps, mu_g, inv_g, denom) in enumerate(rows):
         cf = h & mask
-        u = (cf + 0.5) / full
-        g = bisect_right(edge, mus[heavy] + math.log(u / (1.0 - u)) * _POS_INV_SCALE / invs[heavy])
+        g = bisect_right(edge, mu_g + math.log((cf + 0.5) / (full - cf - 0.5)) * _POS_INV_SCALE / inv_g)
         lo, hi, m_lo, m_hi, k, gap = -1, n_sym + 1, 0, 0, g, 1
         while True:  # as the kernel: gallop from g until cf is bracketed, then bisect
             if k <= 0:
@@ -331,7 +329,7 @@ def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
             elif k >= n_sym:
                 below, c = False, 0
             else:
-                c = mass(k, mus, invs, ws)
+                c = mass(k, comps)
                 below = c * scale < (cf + 1 - kf * k) * denom
             if below:
                 lo, m_lo = k, c

@@ -94,13 +94,13 @@ class _Int8Layer:
     takes_int8 = True
 
     def __init__(self, w: np.ndarray, b: np.ndarray):
-        wi = w.astype(np.int32)  # |w| < 2**14: int32 arithmetic is exact and fast
-        lo = ((wi + 128) & 255) - 128
         self.out = len(w)
         self.planes = np.empty((2 * self.out, w.shape[1]), np.float32)  # (2 * out, in): hi over lo
-        self.planes[: self.out] = (wi - lo) >> 8
-        self.planes[self.out :] = lo
-        self.offset = 128.0 * wi.sum(axis=1, dtype=np.int64) + b.astype(np.float64)  # undoes the input offset; exact
+        hi, lo = self.planes[: self.out], self.planes[self.out :]
+        np.add(w, 128.0, out=hi)  # hi = floor((w + 128) / 256), lo = w - 256 * hi: exact, |w| < 2**14 in float32
+        np.floor(np.multiply(hi, 1.0 / 256.0, out=hi), out=hi)
+        np.subtract(w, np.multiply(hi, 256.0, out=lo), out=lo)
+        self.offset = 128.0 * w.sum(axis=1) + b  # undoes the -128 input offset; exact (integers below 2**53)
         self._torch_planes = None
 
     def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
