@@ -3,10 +3,10 @@ no torch) against the compiled kernels, in-process and through a cold ``bbarc ge
 
     python benchmarks/light_access.py ARCHIVE [--item 1234] [--items 30] [--runs 3] [--out results.json]
 
-Each measurement runs in its own fresh Python process. In-process figures are the CPU seconds (process_time) of
+Each measurement runs in its own fresh Python process. In-process figures are the CPU seconds (``bbarc.bench``) of
 opening the archive and loading its model (which both paths pay), and of ``a[i]`` alone: with the exact tables
 built before it (``warm``, as when they are pinned) or on first use within it (``cold``). The cold command
-is timed from outside: wall seconds and user + sys CPU of the whole process, next to the baseline
+is timed from outside (``bench.measure_command``): wall seconds and CPU of the whole process, next to the baseline
 ``python -c "import numpy, zstandard, h5py"`` in the same run. Minimum of ``--runs`` runs; the median over
 ``--items`` random items (seed 0) for the per-item figures.
 """
@@ -15,28 +15,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
+from bbarc.bench import measure_command
+
 PROBE = """
-import sys, time
-t0 = time.process_time(); w0 = time.perf_counter()
-import bbarc
-a = bbarc.open(sys.argv[1], cache_chunks=0)
-a.model()
-if sys.argv[3] == "warm":  # the exact tables built before the item (as when they are pinned, not rebuilt)
-    from bbarc import fixedpoint as fp
-    fp.sigmoid_table(), fp.inverse_scale_table(), fp.weight_table(), fp.logistic_bin_edges(12)
-    fp.logistic_bin_centres(12)
-t1 = time.process_time(); w1 = time.perf_counter()
-a[int(sys.argv[2])]
-t2 = time.process_time(); w2 = time.perf_counter()
-print(t1 - t0, t2 - t1, w2 - w1, int('numba' in sys.modules), int('torch' in sys.modules))
+import sys
+from bbarc import api, fixedpoint as fp
+from bbarc.bench import measure
+
+def load():
+    a = api.open(sys.argv[1], cache_chunks=0)
+    a.model()
+    if sys.argv[3] == "warm":  # the exact tables built before the item (as when they are pinned, not rebuilt)
+        fp.sigmoid_table(), fp.inverse_scale_table(), fp.weight_table(), fp.logistic_bin_edges(12)
+        fp.logistic_bin_centres(12)
+    return a
+
+a, _, open_cpu = measure(load)
+_, item_wall, item_cpu = measure(lambda: a[int(sys.argv[2])])
+print(open_cpu, item_cpu, item_wall, int('numba' in sys.modules), int('torch' in sys.modules))
 """
 
 
@@ -46,16 +48,6 @@ def probe(path: str, item: int, kernels: str, tables: str = "warm") -> dict:
                          text=True, check=True).stdout.split()
     return dict(open_cpu=float(out[0]), item_cpu=float(out[1]), item_wall=float(out[2]), numba=bool(int(out[3])),
                 torch=bool(int(out[4])))
-
-
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, user + sys CPU seconds) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -68,7 +60,8 @@ def main() -> None:
     args = ap.parse_args()
     import bbarc
 
-    n = len(bbarc.open(args.archive))
+    with bbarc.open(args.archive) as a:
+        n = len(a)
     result: dict = dict(archive=args.archive, item=args.item)
     for kernels, tables in (("auto", "warm"), ("compiled", "warm"), ("auto", "cold")):
         runs = [probe(args.archive, args.item, kernels, tables) for _ in range(args.runs)]
@@ -80,11 +73,11 @@ def main() -> None:
     out = os.path.join(os.path.dirname(os.path.abspath(args.out or ".")), "light_access_item.npy")
     base, get = [], []
     for _ in range(args.runs):
-        base.append(timed([sys.executable, "-c", "import numpy, zstandard, h5py"]))
-        get.append(timed([bbarc_cli, "get", args.archive, str(args.item), "-o", out, "-f"]))
+        base.append(measure_command([sys.executable, "-c", "import numpy, zstandard, h5py"]))
+        get.append(measure_command([bbarc_cli, "get", args.archive, str(args.item), "-o", out, "-f"]))
     os.remove(out)
-    result["cold"] = dict(baseline_wall=min(w for w, _ in base), baseline_cpu=min(c for _, c in base),
-                          get_wall=min(w for w, _ in get), get_cpu=min(c for _, c in get))
+    result["cold"] = dict(baseline_wall=min(r["wall_s"] for r in base), baseline_cpu=min(r["cpu_s"] for r in base),
+                          get_wall=min(r["wall_s"] for r in get), get_cpu=min(r["cpu_s"] for r in get))
     result["cold"]["ratio_wall"] = result["cold"]["get_wall"] / result["cold"]["baseline_wall"]
     print("cold", result["cold"], flush=True)
     items = np.random.default_rng(0).choice(n, args.items, replace=False).tolist()
