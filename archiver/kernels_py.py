@@ -289,22 +289,40 @@ def pop_mixture_lanes(states, bufs, lanes, out, edges, step, mu, inv, w, table, 
 SEARCH_ABOVE = 64  # rows of more edges x components pop by search (the cheaper way, measured)
 
 
+_TABLE_LISTS: tuple = (None, None)
+
+
+def _table_lists(table: np.ndarray) -> tuple[list, list]:
+    """The sigmoid table and its steps (a last 0 appended) as Python lists, kept for the last table seen (one
+    tuple, replaced whole, so threads never see one table's lists under another)."""
+    global _TABLE_LISTS
+    cached = _TABLE_LISTS
+    if cached[0] is not table:
+        cached = _TABLE_LISTS = (table, (table.tolist(), np.diff(table).tolist() + [0]))
+    return cached[1]
+
+
 def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
     """``pop_mixture``'s loop in Python ints: per symbol, a guess from the heaviest component's inverse CDF (only
     a starting point), then gallop and bisect with the exact comparison of the kernels' ``_probe``. Python ints
     do not overflow, so the kernels' large-scale branch needs no counterpart: past its limit |d * inv| >= 2**62
     - inv, far beyond the table's span, which saturates the same way."""
-    tbl, edge = table.tolist(), edges.tolist()
-    steps = np.diff(table).tolist() + [0]
+    tbl, steps = _table_lists(table)
+    edge = edges.tolist()
     top, n_sym, centre = tbl[-1], len(edge) + 1, SIG_RANGE << POS_BITS
     span, frac, fmask = _SPAN, _FRAC, (1 << _FRAC) - 1
     full = 1 << prec
     scale = (1 << prec) - n_sym if floor else full
     heavy = np.argmax(w, axis=1)
-    rows = list(zip([list(zip(*c)) for c in zip(mu.tolist(), inv.tolist(), w.tolist())],
-                    mu[np.arange(len(mu)), heavy].tolist(), inv[np.arange(len(mu)), heavy].tolist(),
-                    _denom(w, top)[:, 0].tolist()))
+    mus, invs, ws = mu.tolist(), inv.tolist(), w.tolist()
+    mu_g, inv_g = mu[np.arange(len(mu)), heavy].tolist(), inv[np.arange(len(mu)), heavy].tolist()
+    denoms = _denom(w, top)[:, 0].tolist()
     mask, syms = full - 1, []
+    # The first and last symbols' slots, for every row at once: most pixels of an image are 0 (or 255) with high
+    # probability, and a slot there needs no search. CDF(1) <= cf < CDF(n - 1) otherwise.
+    ends = _cdf(np.broadcast_to(np.array([1, n_sym - 1], np.int64), (len(mu), 2)), edges, mu, inv, w, table, prec,
+                floor)
+    first, last = ends[:, 0].tolist(), ends[:, 1].tolist()
 
     def mass(k, comps):
         """The kernels' ``_mass`` at edge k - 1 (one component: its sigmoid alone, the weight cancels)."""
@@ -319,9 +337,22 @@ def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
 
     one_comp = w.shape[1] == 1
     kf = 1 if floor else 0
-    for i, (comps, mu_g, inv_g, denom) in enumerate(rows):
+    for i in range(len(mus)):
         cf = h & mask
-        g = bisect_right(edge, mu_g + math.log((cf + 0.5) / (full - cf - 0.5)) * _POS_INV_SCALE / inv_g)
+        if cf < first[i] or cf >= last[i]:
+            lo, c_lo, c_hi = (0, 0, first[i]) if cf < first[i] else (n_sym - 1, last[i], full)
+            h2 = (c_hi - c_lo) * (h >> prec) + cf - c_lo
+            if h2 < HEAD_LOW:
+                if n == 0:
+                    out[:i] = syms
+                    return h, n, i, h2
+                n -= 1
+                h2 = (h2 << 32) | int(buf[n])
+            h = h2
+            syms.append(lo)
+            continue
+        comps, denom = list(zip(mus[i], invs[i], ws[i])), denoms[i]
+        g = bisect_right(edge, mu_g[i] + math.log((cf + 0.5) / (full - cf - 0.5)) * _POS_INV_SCALE / inv_g[i])
         lo, hi, m_lo, m_hi, k, gap = -1, n_sym + 1, 0, 0, g, 1
         while True:  # as the kernel: gallop from g until cf is bracketed, then bisect
             if k <= 0:
