@@ -2,17 +2,17 @@
 
 Every function here takes the arguments of the ``bbarc.kernels`` function of the same name and leaves the same
 integers in the same places: states, words, popped symbols, statuses (a lane kernel's failure status included),
-so a lane can be coded by either and decoded by the other. What differs is cost. Loading the compiled kernels
+so a lane can be coded by either and decoded by the other. What differs is cost: loading the compiled kernels
 costs the better part of a second in a fresh process (importing numba, initialising LLVM), more than a few items
-cost here; in bulk the compiled kernels are far faster. ``bbarc.codecs.kernels_for`` chooses.
+cost here, while in bulk the compiled kernels are far faster. ``bbarc.kernel_choice`` chooses.
 
-How: everything that does not depend on the coder's state is vectorised in numpy with the compiled kernels'
-integer arithmetic, in int64 (no product can overflow: see ``_mass``). For a push, that is each symbol's
-(start, frequency); for a pop, each symbol's whole integer CDF row, as the symbol is not known before its slot
-is. Then the state updates, which are sequential, run in a Python loop on Python ints (exact, unbounded: the
-uint64 arithmetic of the kernels never wraps, see ``_push_rows``). A CDF row's value at boundary k is the one the
-compiled kernels compute (``_cdf`` there), and they pop the k with CDF(k) <= slot < CDF(k + 1), which is unique
-(an empty interval holds no slot), so a search of the row finds the same symbol.
+How: what does not depend on the coder's state is vectorised in numpy with the compiled kernels' integer
+arithmetic (``bbarc.lite_cdf``): for a push, each symbol's (start, frequency); for a pop of a small row, the
+whole integer CDF row, as the symbol is not known before its slot is. The state updates, which are sequential,
+run in a Python loop on Python ints (exact and unbounded; the kernels' uint64 arithmetic never wraps, see
+``_push_rows``). The kernels pop the k with CDF(k) <= slot < CDF(k + 1), which is unique (an empty interval holds
+no slot), so a search of the row finds the same symbol; larger rows are searched as the kernels search them,
+evaluating only the CDF values the search needs (``_search``).
 """
 from __future__ import annotations
 
@@ -21,14 +21,12 @@ from bisect import bisect_right
 
 import numpy as np
 
-from .fixedpoint import INV_SCALE_BITS, POS_BITS, SIG_RANGE, SIG_STEP_BITS
+from . import lite_cdf as lc
+from .fixedpoint import INV_SCALE_BITS, POS_BITS, SIG_RANGE
 
 HEAD_LOW = 1 << 32  # the head's lower bound (as ``bbarc.kernels.HEAD_LOW``: a test checks they agree)
 _MASK32 = 0xFFFFFFFF
-_FRAC = POS_BITS - SIG_STEP_BITS
-_SPAN = (2 * SIG_RANGE) << POS_BITS
-_PROD_LIMIT = 1 << 62
-_SAFE_INV = 1 << 31
+_FRAC, _SPAN = lc.FRAC, lc.SPAN
 _POS_INV_SCALE = float(1 << (POS_BITS + INV_SCALE_BITS))
 
 
@@ -146,114 +144,9 @@ def pop_table_lanes(states, bufs, lanes, out, cdf, prec, status):
 # --- logistic mixtures -------------------------------------------------------------------------------------
 
 
-def _sigmoid_parts(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The sigmoid table with its last value repeated, and its steps: clipping an argument to [0, span] then
-    interpolates exactly as the kernels' ``_sigmoid`` (table[0] below, table[-1] at and above the span)."""
-    ext = np.append(table, table[-1]).astype(np.int64)
-    return ext, np.diff(ext)
-
-
-def _mass(e: np.ndarray, mu: np.ndarray, inv: np.ndarray, w: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """The kernels' ``_mass`` for edges ``e`` (R, E) against parameter rows (R, K): (R, E) int64.
-
-    Overflow: means and edges lie within 2**30, so |d| < 2**31 and d * inv < 2**62 while inv < 2**31. Larger
-    inverse scales saturate past |d| >= 2**62 // inv, as in the kernels; the wrapped products there are
-    replaced."""
-    ext, step = _sigmoid_parts(table)
-    d = e[:, :, None] - mu[:, None, :]
-    prod = d * inv[:, None, :]
-    p = np.clip((prod >> INV_SCALE_BITS) + (SIG_RANGE << POS_BITS), 0, _SPAN)
-    j = p >> _FRAC
-    s = ext[j] + ((step[j] * (p & ((1 << _FRAC) - 1))) >> _FRAC)
-    big = inv >= _SAFE_INV
-    if big.any():
-        lim = (_PROD_LIMIT // np.maximum(inv, 1))[:, None, :]
-        wide = big[:, None, :]
-        s = np.where(wide & (d >= lim), table[-1], np.where(wide & (d <= -lim), table[0], s))
-    if mu.shape[1] == 1:
-        return s[:, :, 0]  # one component: its weight cancels (the kernels' ``_denom``)
-    return (w[:, None, :] * s).sum(axis=2)
-
-
-def _denom(w: np.ndarray, top: int) -> np.ndarray:
-    if w.shape[1] == 1:
-        return np.full((len(w), 1), top, np.int64)
-    return w.sum(axis=1, keepdims=True) * top
-
-
-def _cdf(k: np.ndarray, edges, mu, inv, w, table, prec, floor) -> np.ndarray:
-    """The kernels' ``_cdf`` at boundaries k (R, E) of rows (R, K). The kernels' shift when the denominator is
-    2**24 is this floor division: masses are >= 0."""
-    n_sym = len(edges) + 1
-    out = np.zeros(k.shape, np.int64)
-    inner = (k > 0) & (k < n_sym)
-    if len(edges):
-        c = _mass(edges[np.clip(k, 1, n_sym - 1) - 1], mu, inv, w, table)
-        denom = _denom(w, int(table[-1]))
-        if floor:
-            fin = c * ((1 << prec) - n_sym) // denom + k
-        else:
-            fin = (c << prec) // denom
-        out[inner] = fin[inner]
-    out[k >= n_sym] = 1 << prec
-    return out
-
-
-def _saturation(table: np.ndarray) -> tuple[int, int]:
-    """(L, H): the kernels' ``_sigmoid`` is table[0] wherever (d * inv) < -L and table[-1] wherever d * inv >= H
-    (its argument p = ((d * inv) >> 24) + 2**21 then falls where the table is flat: below index jz, the end of
-    its run of table[0] values, or from jt, the start of its run of table[-1])."""
-    centre = SIG_RANGE << SIG_STEP_BITS
-    jz = min(int(np.argmax(table != table[0])) - 1, centre) if (table != table[0]).any() else centre
-    jt = max(len(table) - int(np.argmax(table[::-1] != table[-1])), centre)
-    return ((centre - jz) << (_FRAC + INV_SCALE_BITS)), ((jt - centre) << (_FRAC + INV_SCALE_BITS))
-
-
-def _mass_rows(edges: np.ndarray, mu: np.ndarray, inv: np.ndarray, w: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """``_mass`` at every edge of the grid for rows (R, K): (R, len(edges)), computing only the band of edges
-    where a component's sigmoid is not saturated (``_saturation``): d < -(L // inv) - 2 gives d * inv < -L, and
-    d > H // inv + 2 gives d * inv >= H. The kernels' large-scale branch agrees (it saturates by the sign of d,
-    and within the band |d| <= 2**14 + 2 stays below its limit). The saturated values are summed along each row
-    (a difference array and a cumulative sum); the band's are added by index (float64 sums below 2**40: exact)."""
-    rows, k_comp = mu.shape
-    n_edges = len(edges)
-    one = k_comp == 1  # one component: its weight cancels (the kernels' ``_denom``)
-    wf = np.ones_like(w) if one else w
-    low, high = _saturation(table)
-    lo = np.searchsorted(edges, mu - (low // inv + 2), "left")  # edges below lo: d < -(low // inv) - 2
-    hi = np.searchsorted(edges, mu + (high // inv + 2), "right")  # edges from hi up: d > high // inv + 2
-    diff = np.zeros((rows, n_edges + 1), np.int64)
-    r = np.repeat(np.arange(rows), k_comp)
-    np.add.at(diff, (r, hi.ravel()), (wf * table[-1]).ravel())
-    if table[0]:
-        diff[:, 0] += (wf * table[0]).sum(axis=1)
-        np.add.at(diff, (r, lo.ravel()), -(wf * table[0]).ravel())
-    mass = np.cumsum(diff[:, :n_edges], axis=1)
-    width = (hi - lo).ravel()
-    g = np.repeat(np.arange(rows * k_comp), width)  # (row, component) of each band value
-    k = np.arange(len(g)) - np.repeat(np.cumsum(width) - width, width) + np.repeat(lo.ravel(), width)
-    ext, step = _sigmoid_parts(table)
-    p = np.clip(((edges[k] - mu.ravel()[g]) * inv.ravel()[g] >> INV_SCALE_BITS) + (SIG_RANGE << POS_BITS), 0, _SPAN)
-    j = p >> _FRAC
-    s = ext[j] + ((step[j] * (p & ((1 << _FRAC) - 1))) >> _FRAC)
-    band = np.bincount(g // k_comp * n_edges + k, weights=s * wf.ravel()[g], minlength=rows * n_edges)
-    return mass + band.astype(np.int64).reshape(rows, n_edges)
-
-
-def _finish_rows(c: np.ndarray, w: np.ndarray, top: int, prec: int, floor: bool) -> np.ndarray:
-    """The kernels' ``_cdf`` at every boundary 0 .. S from the masses (R, S-1) at the inner ones."""
-    rows, n_sym = len(c), c.shape[1] + 1
-    out = np.empty((rows, n_sym + 1), np.int64)
-    out[:, 0], out[:, n_sym] = 0, 1 << prec
-    num = c * ((1 << prec) - n_sym) if floor else c << prec
-    inner = num >> 24 if w.shape[1] == 1 and top == 1 << 24 else num // _denom(w, top)
-    out[:, 1:n_sym] = inner + np.arange(1, n_sym) if floor else inner
-    return out
-
-
 def mixture_cdf_rows(edges, step, mu, inv, w, table, prec, floor, out):
     """Full integer CDF rows (n, S+1), as the kernel of that name."""
-    out[...] = _finish_rows(_mass_rows(edges, mu, inv, w, table), w, int(table[-1]), prec, floor)
+    out[...] = lc.finish_rows(lc.mass_rows(edges, mu, inv, w, table), w, int(table[-1]), prec, floor)
 
 
 def push_mixture_lanes(states, bufs, lanes, symbols, edges, step, mu, inv, w, table, prec, floor, status):
@@ -263,7 +156,7 @@ def push_mixture_lanes(states, bufs, lanes, symbols, edges, step, mu, inv, w, ta
         lane, h, n = _lane(states, lanes, p)
         r = slice(p * n_rows, (p + 1) * n_rows)
         k = symbols[p][:, None] + np.array([0, 1], np.int64)
-        c = _cdf(k, edges, mu[r], inv[r], w[r], table, prec, floor)
+        c = lc.cdf(k, edges, mu[r], inv[r], w[r], table, prec, floor)
         h, n, status[p] = _push_rows(h, n, bufs[lane], c[:, 0].tolist(), (c[:, 1] - c[:, 0]).tolist(), prec)
         _store(states, lane, h, n)
 
@@ -280,7 +173,8 @@ def pop_mixture_lanes(states, bufs, lanes, out, edges, step, mu, inv, w, table, 
             h, n, status[p], reduced = _search(h, n, bufs[lane], edges, mu[r], inv[r], w[r], table, prec, floor,
                                                out[p])
         else:
-            cdf = _finish_rows(_mass_rows(edges, mu[r], inv[r], w[r], table), w[r], int(table[-1]), prec, floor)
+            mass = lc.mass_rows(edges, mu[r], inv[r], w[r], table)
+            cdf = lc.finish_rows(mass, w[r], int(table[-1]), prec, floor)
             h, n, status[p], reduced = _pop_rows(h, n, bufs[lane], memoryview(cdf.reshape(-1)), cdf.shape[1],
                                                  n_rows, prec, out[p])
         _store(states, lane, reduced, n)  # a failed pop_mixture keeps the head that pop reduced
@@ -316,12 +210,12 @@ def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
     heavy = np.argmax(w, axis=1)
     mus, invs, ws = mu.tolist(), inv.tolist(), w.tolist()
     mu_g, inv_g = mu[np.arange(len(mu)), heavy].tolist(), inv[np.arange(len(mu)), heavy].tolist()
-    denoms = _denom(w, top)[:, 0].tolist()
+    denoms = lc.denom(w, top)[:, 0].tolist()
     mask, syms = full - 1, []
     # The first and last symbols' slots, for every row at once: most pixels of an image are 0 (or 255) with high
     # probability, and a slot there needs no search. CDF(1) <= cf < CDF(n - 1) otherwise.
-    ends = _cdf(np.broadcast_to(np.array([1, n_sym - 1], np.int64), (len(mu), 2)), edges, mu, inv, w, table, prec,
-                floor)
+    ends = lc.cdf(np.broadcast_to(np.array([1, n_sym - 1], np.int64), (len(mu), 2)), edges, mu, inv, w, table,
+                  prec, floor)
     first, last = ends[:, 0].tolist(), ends[:, 1].tolist()
 
     def mass(k, comps):
@@ -329,7 +223,8 @@ def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
         e, c = edge[k - 1], 0
         for mu_m, inv_m, w_m in comps:
             p = ((e - mu_m) * inv_m >> INV_SCALE_BITS) + centre
-            s = tbl[0] if p <= 0 else top if p >= span else tbl[p >> frac] + ((steps[p >> frac] * (p & fmask)) >> frac)
+            j = p >> frac
+            s = tbl[0] if p <= 0 else top if p >= span else tbl[j] + ((steps[j] * (p & fmask)) >> frac)
             if one_comp:
                 return s
             c += w_m * s
@@ -339,45 +234,38 @@ def _search(h, n, buf, edges, mu, inv, w, table, prec, floor, out):
     kf = 1 if floor else 0
     for i in range(len(mus)):
         cf = h & mask
-        if cf < first[i] or cf >= last[i]:
-            lo, c_lo, c_hi = (0, 0, first[i]) if cf < first[i] else (n_sym - 1, last[i], full)
-            h2 = (c_hi - c_lo) * (h >> prec) + cf - c_lo
-            if h2 < HEAD_LOW:
-                if n == 0:
-                    out[:i] = syms
-                    return h, n, i, h2
-                n -= 1
-                h2 = (h2 << 32) | int(buf[n])
-            h = h2
-            syms.append(lo)
-            continue
-        comps, denom = list(zip(mus[i], invs[i], ws[i])), denoms[i]
-        g = bisect_right(edge, mu_g[i] + math.log((cf + 0.5) / (full - cf - 0.5)) * _POS_INV_SCALE / inv_g[i])
-        lo, hi, m_lo, m_hi, k, gap = -1, n_sym + 1, 0, 0, g, 1
-        while True:  # as the kernel: gallop from g until cf is bracketed, then bisect
-            if k <= 0:
-                below, c = True, 0
-            elif k >= n_sym:
-                below, c = False, 0
-            else:
-                c = mass(k, comps)
-                below = c * scale < (cf + 1 - kf * k) * denom
-            if below:
-                lo, m_lo = k, c
-            else:
-                hi, m_hi = k, c
-            if hi <= n_sym and lo >= 0:
-                if hi - lo == 1:
-                    break
-                k = (lo + hi) >> 1
-            elif lo < 0:
-                k = hi - gap if hi > gap else 0
-                gap <<= 1
-            else:
-                k = lo + gap if lo + gap < n_sym else n_sym
-                gap <<= 1
-        c_lo = 0 if lo <= 0 else m_lo * scale // denom + (lo if floor else 0)
-        c_hi = full if hi >= n_sym else m_hi * scale // denom + (hi if floor else 0)
+        if cf < first[i]:
+            lo, c_lo, c_hi = 0, 0, first[i]
+        elif cf >= last[i]:
+            lo, c_lo, c_hi = n_sym - 1, last[i], full
+        else:
+            comps, denom = list(zip(mus[i], invs[i], ws[i])), denoms[i]
+            g = bisect_right(edge, mu_g[i] + math.log((cf + 0.5) / (full - cf - 0.5)) * _POS_INV_SCALE / inv_g[i])
+            lo, hi, m_lo, m_hi, k, gap = -1, n_sym + 1, 0, 0, g, 1
+            while True:  # as the kernel: gallop from g until cf is bracketed, then bisect
+                if k <= 0:
+                    below, c = True, 0
+                elif k >= n_sym:
+                    below, c = False, 0
+                else:
+                    c = mass(k, comps)
+                    below = c * scale < (cf + 1 - kf * k) * denom
+                if below:
+                    lo, m_lo = k, c
+                else:
+                    hi, m_hi = k, c
+                if hi <= n_sym and lo >= 0:
+                    if hi - lo == 1:
+                        break
+                    k = (lo + hi) >> 1
+                elif lo < 0:
+                    k = hi - gap if hi > gap else 0
+                    gap <<= 1
+                else:
+                    k = lo + gap if lo + gap < n_sym else n_sym
+                    gap <<= 1
+            c_lo = 0 if lo <= 0 else m_lo * scale // denom + kf * lo
+            c_hi = full if hi >= n_sym else m_hi * scale // denom + kf * hi
         h2 = (c_hi - c_lo) * (h >> prec) + cf - c_lo
         if h2 < HEAD_LOW:
             if n == 0:

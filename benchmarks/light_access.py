@@ -65,9 +65,9 @@ def main() -> None:
     result: dict = dict(archive=args.archive, item=args.item)
     for kernels, tables in (("auto", "warm"), ("compiled", "warm"), ("auto", "cold")):
         runs = [probe(args.archive, args.item, kernels, tables) for _ in range(args.runs)]
-        result[f"{kernels}-tables-{tables}"] = dict(item_cpu=min(r["item_cpu"] for r in runs), open_cpu=min(r["open_cpu"] for r in runs),
-                               item_wall=min(r["item_wall"] for r in runs), numba=runs[0]["numba"],
-                               torch=runs[0]["torch"])
+        result[f"{kernels}-tables-{tables}"] = dict(
+            item_cpu=min(r["item_cpu"] for r in runs), open_cpu=min(r["open_cpu"] for r in runs),
+            item_wall=min(r["item_wall"] for r in runs), numba=runs[0]["numba"], torch=runs[0]["torch"])
         print(kernels, tables, result[f"{kernels}-tables-{tables}"], flush=True)
     bbarc_cli = os.path.join(os.path.dirname(sys.executable), "bbarc")
     out = os.path.join(os.path.dirname(os.path.abspath(args.out or ".")), "light_access_item.npy")

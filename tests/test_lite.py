@@ -102,7 +102,8 @@ def _mixture(rng, grid: Grid, rows: int, extreme: bool):
     ends of the table (clipped), zero weights."""
     k = int(rng.choice([1, 1, 2, 3, 5, 16]))
     prec = int(rng.integers(max(2, int(np.ceil(np.log2(2 * grid.symbols)))), max_precision(k) + 1))
-    lo, hi = (-(1 << 30), 1 << 30) if extreme else (int(grid.edges.min()) - (4 << 16), int(grid.edges.max()) + (4 << 16))
+    margin = 4 << 16
+    lo, hi = (-(1 << 30), 1 << 30) if extreme else (int(grid.edges.min()) - margin, int(grid.edges.max()) + margin)
     mean = rng.integers(lo, hi + 1, (rows, k))
     log_scale = rng.integers(fp.LOG_SCALE_MIN - 40, fp.LOG_SCALE_MAX + 40, (rows, k)) if extreme else \
         rng.integers(-150, 100, (rows, k))
