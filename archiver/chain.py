@@ -20,7 +20,7 @@ from . import fixedpoint
 from .ans import AnsLanes, message_words
 from .codecs import Bytes, Codec
 from .execution import single_threaded
-from .kernel_choice import job
+from .kernel_choice import advance, job
 from .payload import (HEADER_VERSION, check_seed_header, pack, parse_seed_header, seed_header, seed_header_limit,
                       unpack)
 
@@ -60,6 +60,7 @@ def _push_round(codec: Codec, lanes: AnsLanes, chains: list[_Encoder]) -> list[_
     few bits restarts with one more verbatim item. Returns the chains that advanced."""
     items = np.stack([c.items[c.next] for c in chains])
     status = codec.push_lanes(lanes, np.array([c.lane for c in chains], dtype=np.int64), items)
+    advance(len(chains))  # items coded in this job (``kernel_choice``)
     advanced = []
     for c, failed in zip(chains, status >= 0):
         if failed:
@@ -78,7 +79,7 @@ def encode_chunks(model, chunks: list[tuple[np.ndarray, int, dict]], progress=No
     codec = model.item_codec()
     lanes = AnsLanes(len(chunks), max([1024] + [items.nbytes // 4 for items, _, _ in chunks]))
     chains = []
-    with job(sum(len(items) for items, _, _ in chunks)):  # how much (``kernel_choice``: bulk or a few items)
+    with job(sum(len(items) for items, _, _ in chunks)):  # how much work: ``kernel_choice``
         for lane, (items, chunk, side) in enumerate(chunks):
             c = _Encoder(items, chunk, side or {}, lanes, lane, n_header=len(items) if codec is None else 0)
             c.restart()
@@ -138,6 +139,7 @@ def _pop_round(codec: Codec, lanes: AnsLanes, chains: list[_Decoder]) -> None:
     if (status >= 0).any():
         p = int(np.flatnonzero(status >= 0)[0])
         raise _damaged(chains[p].chunk, f"the chain ran out of bits at symbol {status[p]} of an item")
+    advance(len(chains))
     for j, c in enumerate(chains):
         c.out[c.next] = items[j]
         c.next -= 1

@@ -2,15 +2,18 @@
 
 Both leave identical integers (tests/test_lite.py), so the choice is about speed only, and this is the one place
 it is made. The compiled kernels cost a fixed price in each fresh process (importing numba, initialising LLVM),
-then little per symbol; the light ones cost nothing to load and far more per symbol. So, in order:
+then little per symbol; the light ones cost nothing to load and far more per symbol (how much depends on the
+model). So, in order:
 
 1. ``BBARC_KERNELS=light`` or ``=compiled`` forces one (tests, benchmarks).
 2. Compiled once numba is loaded in this process (the price is paid), or once this process has spent
-   ``LIGHT_BUDGET_S`` CPU seconds in light kernels (about that price): the ski-rental rule, never worse than about
-   twice the better choice in hindsight, for work whose size nobody declared.
-3. Compiled for a job declared (``job``, as the chain does) to code more than ``LIGHT_MAX_ITEMS`` items: bulk
-   coding pays the price at once instead of spending the budget first.
-4. Light otherwise: decoding a few items (``bbarc get``, ``archive[i]``) imports neither numba nor LLVM.
+   ``LIGHT_BUDGET_S`` CPU seconds in light kernels (about that price): the ski-rental rule, never worse than
+   about twice the better choice in hindsight.
+3. Within a job whose size the caller declares (``job``; the chain declares the items it codes and ``advance``\\s
+   per item): light for its first items, then compiled as soon as its remaining items, at the light cost per item
+   measured so far, would overrun what is left of the budget. Bulk coding switches after an item; decoding a few
+   items (``bbarc get``, ``archive[i]``) stays light, and so imports neither numba nor LLVM.
+4. Light otherwise (undeclared work), with rule 2 as the net.
 """
 from __future__ import annotations
 
@@ -25,21 +28,36 @@ from typing import Callable
 from . import kernels_py
 
 LIGHT_BUDGET_S = 0.6
-LIGHT_MAX_ITEMS = 100
 KERNELS_ENV = "BBARC_KERNELS"
 _light_spent = [0.0]
-_job = threading.local()  # the items the calling thread's current job codes (threads decode independently)
+_local = threading.local()  # the calling thread's current job (threads code independently)
+
+
+class Job:
+    """A declared amount of work: ``items`` to code, ``done`` so far, ``spent`` CPU seconds of light kernels."""
+
+    __slots__ = ("items", "done", "spent")
+
+    def __init__(self, items: int):
+        self.items, self.done, self.spent = items, 0, 0.0
 
 
 @contextmanager
 def job(items: int):
-    """Declare that the coding calls inside (this thread's) code about ``items`` items."""
-    outer = getattr(_job, "items", None)
-    _job.items = items
+    """Declare that the coding calls inside (on this thread) code ``items`` items; ``advance`` counts them."""
+    outer = getattr(_local, "job", None)
+    _local.job = Job(items)
     try:
-        yield
+        yield _local.job
     finally:
-        _job.items = outer
+        _local.job = outer
+
+
+def advance(items: int = 1) -> None:
+    """``items`` more items of the current job are coded."""
+    current = getattr(_local, "job", None)
+    if current is not None:
+        current.done += items
 
 
 def compiled_now() -> bool:
@@ -49,8 +67,10 @@ def compiled_now() -> bool:
         return mode == "compiled"
     if "numba" in sys.modules or _light_spent[0] >= LIGHT_BUDGET_S:
         return True
-    items = getattr(_job, "items", None)
-    return items is not None and items > LIGHT_MAX_ITEMS
+    current = getattr(_local, "job", None)
+    if current is None or current.done == 0:
+        return False
+    return (current.items - current.done) * current.spent / current.done > LIGHT_BUDGET_S - _light_spent[0]
 
 
 def kernel(name: str) -> Callable:
@@ -67,4 +87,8 @@ def _timed(fn: Callable, *args):
     try:
         return fn(*args)
     finally:
-        _light_spent[0] += time.thread_time() - start
+        spent = time.thread_time() - start
+        _light_spent[0] += spent
+        current = getattr(_local, "job", None)
+        if current is not None:
+            current.spent += spent

@@ -1,5 +1,6 @@
 """Archives decode (and encode) to the same items and bytes with the light kernels and the float32 int8 product as
 with the compiled kernels and torch; decoding one item in a fresh process loads neither numba nor torch."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,8 +76,9 @@ def test_one_item_loads_neither_numba_nor_torch(mnist, tmp_path, monkeypatch):
 
 
 def test_the_rule(monkeypatch):
-    """Light for a small job or an undeclared one within the budget; compiled for a declared bulk job, past the
-    budget, once numba is loaded, or when forced."""
+    """Light for undeclared work within the budget, and for a declared job while its remaining items, at the light
+    cost per item measured so far, fit in what is left of the budget; compiled past the budget, once numba is
+    loaded, or when forced."""
     from bbarc import kernels, kernels_py
 
     def light() -> bool:
@@ -84,16 +86,25 @@ def test_the_rule(monkeypatch):
         assert chosen is kernels.pop_uniform_lanes or chosen.args == (kernels_py.pop_uniform_lanes,)  # timed
         return chosen is not kernels.pop_uniform_lanes
 
+    budget = choice.LIGHT_BUDGET_S
     monkeypatch.delenv(choice.KERNELS_ENV, raising=False)
     monkeypatch.setattr(choice, "_light_spent", [0.0])
     monkeypatch.delitem(sys.modules, "numba", raising=False)  # as in a process that has not loaded numba
     assert light()
-    with choice.job(choice.LIGHT_MAX_ITEMS):
-        assert light()
-        with choice.job(choice.LIGHT_MAX_ITEMS + 1):
+    with choice.job(1000) as bulk:
+        assert light()  # nothing measured yet
+        bulk.spent = budget / 100  # as if the first item took that long: 999 more would overrun the budget
+        choice.advance()
+        assert not light()
+        with choice.job(50) as few:
+            few.spent, few.done = budget / 100, 1  # 49 more fit
+            assert light()
+            choice._light_spent[0] = budget * 0.9  # but not in what is left of it
             assert not light()
-        assert light()
-    monkeypatch.setattr(choice, "_light_spent", [choice.LIGHT_BUDGET_S])
+            choice._light_spent[0] = 0.0
+        assert not light()  # the outer job again
+    assert light()
+    monkeypatch.setattr(choice, "_light_spent", [budget])
     assert not light()
     monkeypatch.setattr(choice, "_light_spent", [0.0])
     monkeypatch.setenv(choice.KERNELS_ENV, "compiled")
@@ -103,3 +114,14 @@ def test_the_rule(monkeypatch):
     assert light()
     monkeypatch.delenv(choice.KERNELS_ENV)
     assert not light()
+
+
+def test_bulk_decoding_switches_to_compiled_kernels(tmp_path, mnist):
+    """A whole archive in a fresh process: the compiled kernels after the first items (numba loaded)."""
+    path = tmp_path / "a.bbarc"
+    bbarc.compress(mnist, path, model="mnist-vae", chunk_size=len(mnist))  # 1,000 items: far past the budget
+    script = "import sys, bbarc; bbarc.open(sys.argv[1])[:]; print(int('numba' in sys.modules))"
+    env = {k: v for k, v in os.environ.items() if k != choice.KERNELS_ENV}
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True,
+                         env=env)
+    assert out.stdout.strip() == "1", out.stderr
