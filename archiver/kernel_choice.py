@@ -10,9 +10,10 @@ model). So, in order:
    ``LIGHT_BUDGET_S`` CPU seconds in light kernels (about that price): the ski-rental rule, never worse than
    about twice the better choice in hindsight.
 3. Within a job whose size the caller declares (``job``; the chain declares the items it codes and ``advance``\\s
-   per item): light for its first items, then compiled as soon as its remaining items, at the light cost per item
-   measured so far, would overrun what is left of the budget. Bulk coding switches after an item; decoding a few
-   items (``bbarc get``, ``archive[i]``) stays light, and so imports neither numba nor LLVM.
+   per item): light while its remaining items, at the light cost per item measured so far in it (before any,
+   ``LIGHT_ITEM_FLOOR_S``), fit in what is left of the budget; compiled from then on. Bulk coding goes compiled
+   at once or after its first items; decoding a few items (``bbarc get``, ``archive[i]``) stays light, and so
+   imports neither numba nor LLVM.
 4. Light otherwise (undeclared work), with rule 2 as the net.
 """
 from __future__ import annotations
@@ -28,6 +29,9 @@ from typing import Callable
 from . import kernels_py
 
 LIGHT_BUDGET_S = 0.8  # CPU seconds: about the compiled kernels' price in a fresh process, measured (benchmarks/results)
+# Before a job's first item is measured, its light cost per item is taken to be this floor (the built-in models'
+# cheapest is about twice it), so that a job too large even at the floor goes compiled at once.
+LIGHT_ITEM_FLOOR_S = 0.0005
 KERNELS_ENV = "BBARC_KERNELS"
 _light_spent = [0.0]
 _local = threading.local()  # the calling thread's current job (threads code independently)
@@ -68,9 +72,10 @@ def compiled_now() -> bool:
     if "numba" in sys.modules or _light_spent[0] >= LIGHT_BUDGET_S:
         return True
     current = getattr(_local, "job", None)
-    if current is None or current.done == 0:
+    if current is None:
         return False
-    return (current.items - current.done) * current.spent / current.done > LIGHT_BUDGET_S - _light_spent[0]
+    per_item = current.spent / current.done if current.done else LIGHT_ITEM_FLOOR_S
+    return (current.items - current.done) * per_item > LIGHT_BUDGET_S - _light_spent[0]
 
 
 def kernel(name: str) -> Callable:

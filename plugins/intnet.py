@@ -85,7 +85,13 @@ class _Float64Layer:
 
 def _requantise(acc: np.ndarray, rescale: np.ndarray, act_max: float, to_int8: bool) -> np.ndarray:
     """min(floor(max(acc, 0) * rescale), act_max) per value (correctly rounded float64 operations); with
-    ``to_int8``, int8 values minus 128: the input form of an int8 layer."""
+    ``to_int8``, int8 values minus 128: the input form of an int8 layer. Large batches in one compiled pass."""
+    if len(acc) >= TORCH_MIN_BATCH:
+        from bbarc.plugins import intkernels
+
+        out = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
+        intkernels.requantise(acc, rescale, act_max, to_int8, out)
+        return out
     v = np.minimum(np.floor(np.maximum(acc, 0.0) * rescale), act_max)
     return (v - 128.0).astype(np.int8) if to_int8 else v
 
@@ -119,8 +125,13 @@ class _Int8Layer:
                 planes = self.planes.astype(np.int8)
                 self._torch_planes = tuple(torch.from_numpy(np.ascontiguousarray(p.T)) for p in
                                            (planes[: self.out], planes[self.out :]))  # (in, out): _int_mm's fast layout
+            from bbarc.plugins import intkernels
+
             x = torch.from_numpy(a)
             hi, lo = (torch._int_mm(x, p).numpy() for p in self._torch_planes)
+            out = np.empty(hi.shape, np.float64)
+            intkernels.combine(hi, lo, self.offset, out)
+            return out
         out = np.multiply(hi, 256.0, dtype=np.float64)  # hi * 256 + lo + offset, all exact in float64
         out += lo
         out += self.offset

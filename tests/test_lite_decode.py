@@ -91,6 +91,8 @@ def test_the_rule(monkeypatch):
     monkeypatch.setattr(choice, "_light_spent", [0.0])
     monkeypatch.delitem(sys.modules, "numba", raising=False)  # as in a process that has not loaded numba
     assert light()
+    with choice.job(int(budget / choice.LIGHT_ITEM_FLOOR_S) + 1):
+        assert not light()  # too large even at the floor cost per item
     with choice.job(1000) as bulk:
         assert light()  # nothing measured yet
         bulk.spent = budget / 100  # as if the first item took that long: 999 more would overrun the budget
