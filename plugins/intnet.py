@@ -71,6 +71,17 @@ def _torch():
     return torch
 
 
+@functools.lru_cache(maxsize=1)
+def _intkernels():
+    """The compiled requantise/combine (numba), loaded on the first large batch."""
+    from bbarc.plugins import intkernels
+
+    one = np.zeros((1, 1))
+    intkernels.requantise(one, np.ones(1), 1.0, False, one)  # numba loads more libraries (a BLAS) on a first call
+    refresh_thread_cap()  # inside a coding call: cap their threads from now on
+    return intkernels
+
+
 class _Float64Layer:
     takes_int8 = False
 
@@ -87,10 +98,8 @@ def _requantise(acc: np.ndarray, rescale: np.ndarray, act_max: float, to_int8: b
     """min(floor(max(acc, 0) * rescale), act_max) per value (correctly rounded float64 operations); with
     ``to_int8``, int8 values minus 128: the input form of an int8 layer. Large batches in one compiled pass."""
     if len(acc) >= TORCH_MIN_BATCH:
-        from bbarc.plugins import intkernels
-
         out = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
-        intkernels.requantise(acc, rescale, act_max, to_int8, out)
+        _intkernels().requantise(acc, rescale, act_max, to_int8, out)
         return out
     v = np.minimum(np.floor(np.maximum(acc, 0.0) * rescale), act_max)
     return (v - 128.0).astype(np.int8) if to_int8 else v
@@ -125,12 +134,10 @@ class _Int8Layer:
                 planes = self.planes.astype(np.int8)
                 self._torch_planes = tuple(torch.from_numpy(np.ascontiguousarray(p.T)) for p in
                                            (planes[: self.out], planes[self.out :]))  # (in, out): _int_mm's fast layout
-            from bbarc.plugins import intkernels
-
             x = torch.from_numpy(a)
             hi, lo = (torch._int_mm(x, p).numpy() for p in self._torch_planes)
             out = np.empty(hi.shape, np.float64)
-            intkernels.combine(hi, lo, self.offset, out)
+            _intkernels().combine(hi, lo, self.offset, out)
             return out
         out = np.multiply(hi, 256.0, dtype=np.float64)  # hi * 256 + lo + offset, all exact in float64
         out += lo
