@@ -6,7 +6,7 @@ where) instead of inventing bits: bits-back coding must start from real "clean b
 see ``bbarc.chain``).
 
 A message is serialised as its head (two little-endian 32-bit words, low first) followed by its words from the top
-of the stack down; a fresh message (nothing pushed) is the head ``kernels.HEAD_LOW`` and no words.
+of the stack down; a fresh message (nothing pushed) is the head ``HEAD_LOW`` and no words.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from bbarc.errors import CodingError, CorruptArchiveError
 
-from .kernels import HEAD_LOW
+from .kernels_py import HEAD_LOW  # not from bbarc.kernels: that loads numba
 
 
 class AnsLanes:

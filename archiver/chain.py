@@ -20,6 +20,7 @@ from . import fixedpoint
 from .ans import AnsLanes, message_words
 from .codecs import Bytes, Codec
 from .execution import single_threaded
+from .kernel_choice import advance, job
 from .payload import (HEADER_VERSION, check_seed_header, pack, parse_seed_header, seed_header, seed_header_limit,
                       unpack)
 
@@ -59,6 +60,7 @@ def _push_round(codec: Codec, lanes: AnsLanes, chains: list[_Encoder]) -> list[_
     few bits restarts with one more verbatim item. Returns the chains that advanced."""
     items = np.stack([c.items[c.next] for c in chains])
     status = codec.push_lanes(lanes, np.array([c.lane for c in chains], dtype=np.int64), items)
+    advance(len(chains))  # items coded in this job (``kernel_choice``)
     advanced = []
     for c, failed in zip(chains, status >= 0):
         if failed:
@@ -77,15 +79,16 @@ def encode_chunks(model, chunks: list[tuple[np.ndarray, int, dict]], progress=No
     codec = model.item_codec()
     lanes = AnsLanes(len(chunks), max([1024] + [items.nbytes // 4 for items, _, _ in chunks]))
     chains = []
-    for lane, (items, chunk, side) in enumerate(chunks):
-        c = _Encoder(items, chunk, side or {}, lanes, lane, n_header=len(items) if codec is None else 0)
-        c.restart()
-        chains.append(c)
-    while active := [c for c in chains if c.next < len(c.items)]:
-        for c in _push_round(codec, lanes, active):
-            c.next += 1
-            if progress:
-                progress(1)
+    with job(sum(len(items) for items, _, _ in chunks)):  # how much work: ``kernel_choice``
+        for lane, (items, chunk, side) in enumerate(chunks):
+            c = _Encoder(items, chunk, side or {}, lanes, lane, n_header=len(items) if codec is None else 0)
+            c.restart()
+            chains.append(c)
+        while active := [c for c in chains if c.next < len(c.items)]:
+            for c in _push_round(codec, lanes, active):
+                c.next += 1
+                if progress:
+                    progress(1)
     if progress:
         progress(sum(c.n_header for c in chains))
     return [c.payload() for c in chains]
@@ -136,6 +139,7 @@ def _pop_round(codec: Codec, lanes: AnsLanes, chains: list[_Decoder]) -> None:
     if (status >= 0).any():
         p = int(np.flatnonzero(status >= 0)[0])
         raise _damaged(chains[p].chunk, f"the chain ran out of bits at symbol {status[p]} of an item")
+    advance(len(chains))
     for j, c in enumerate(chains):
         c.out[c.next] = items[j]
         c.next -= 1
@@ -153,10 +157,11 @@ def decode_chunks(model, payloads: list[tuple[bytes, int, int]], item_shape: tup
     codec = None if model is None else model.item_codec()
     lanes, chains = _decoders(codec, payloads, item_shape, dtype)
     try:
-        while active := [c for c in chains if c.next >= c.n_header]:
-            _pop_round(codec, lanes, active)
-            if progress:
-                progress(len(active))
+        with job(sum(c.next + 1 - c.n_header for c in chains)):
+            while active := [c for c in chains if c.next >= c.n_header]:
+                _pop_round(codec, lanes, active)
+                if progress:
+                    progress(len(active))
     except CodingError:
         for one in payloads:  # which chunk? Each alone raises the error that names it
             decode_chunks(model, [one], item_shape, dtype)
@@ -206,8 +211,9 @@ class ChunkDecoder:
     def down_to(self, first: int) -> np.ndarray:
         """Items ``first ..`` to the end of the chunk (a view: do not modify)."""
         c = self._chain
-        while c.next >= max(first, c.n_header):
-            _pop_round(self._codec, self._lanes, [c])
+        with job(c.next + 1 - max(first, c.n_header)):
+            while c.next >= max(first, c.n_header):
+                _pop_round(self._codec, self._lanes, [c])
         if c.next < c.n_header and self._result is None:
             self._result = _finish(self._lanes, c, self.item_shape, self.dtype)
         return c.out[first:]

@@ -17,8 +17,8 @@ import numpy as np
 from bbarc.errors import CodingError
 
 from . import fixedpoint as fp
-from . import kernels
 from .ans import AnsLanes, raise_unpushable
+from .kernel_choice import kernel  # compiled or light kernels: the same integers (the rule is there)
 
 MAX_PRECISION = 22  # categorical tables; mixtures allow more when they have few components (max_precision)
 
@@ -89,11 +89,11 @@ class Uniform:
 
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         arr = _lane_symbols(symbols, len(ids), self.n, 1 << self.bits)
-        return _pushed(lanes.run_push(kernels.push_uniform_lanes, ids, self.n, arr, self.bits), self.n)
+        return _pushed(lanes.run_push(kernel("push_uniform_lanes"), ids, self.n, arr, self.bits), self.n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), self.n), np.int64)
-        return out, lanes.run_pop(kernels.pop_uniform_lanes, ids, out, self.bits)
+        return out, lanes.run_pop(kernel("pop_uniform_lanes"), ids, out, self.bits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,11 +123,11 @@ class Categorical:
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.cdf.shape[1] - 1)
-        return _pushed(lanes.run_push(kernels.push_table_lanes, ids, n, arr, self.cdf, self.prec), n)
+        return _pushed(lanes.run_push(kernel("push_table_lanes"), ids, n, arr, self.cdf, self.prec), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
-        return out, lanes.run_pop(kernels.pop_table_lanes, ids, out, self.cdf, self.prec)
+        return out, lanes.run_pop(kernel("pop_table_lanes"), ids, out, self.cdf, self.prec)
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ class LogisticMixture:
             raise CodingError(f"precision {self.prec} cannot code {self.grid.symbols} symbols with {shape[1]} "
                               f"components (at most {limit} bits)")
         inv = np.empty(shape, np.int64)  # log-scales are clipped to the table's range (see formats/SPEC.md)
-        error = kernels.prepare_mixture(mean, log_scale, weights, fp.inverse_scale_table(), fp.LOG_SCALE_MIN,
+        error = kernel("prepare_mixture")(mean, log_scale, weights, fp.inverse_scale_table(), fp.LOG_SCALE_MIN,
                                         1 << 30, 1 << fp.WEIGHT_BITS, inv)
         if error == 1:
             raise CodingError("mixture means must lie within +-2**30 (fixed point); the model produced larger ones")
@@ -230,11 +230,11 @@ class LogisticMixture:
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.grid.symbols)
-        return _pushed(lanes.run_push(kernels.push_mixture_lanes, ids, n, arr, *self._args()), n)
+        return _pushed(lanes.run_push(kernel("push_mixture_lanes"), ids, n, arr, *self._args()), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
-        return out, lanes.run_pop(kernels.pop_mixture_lanes, ids, out, *self._args())
+        return out, lanes.run_pop(kernel("pop_mixture_lanes"), ids, out, *self._args())
 
     def take(self, rows: slice) -> "LogisticMixture":
         """The codec of a slice of the symbols (rows of a batched model output); no re-validation needed."""
@@ -248,7 +248,7 @@ class LogisticMixture:
     def cdf_table(self) -> np.ndarray:
         """The full integer CDF (n, S+1) this codec codes with (for tests and cost accounting)."""
         out = np.empty((len(self), self.grid.symbols + 1), dtype=np.int64)
-        kernels.mixture_cdf_rows(*self._args(), out)
+        kernel("mixture_cdf_rows")(*self._args(), out)
         return out
 
 

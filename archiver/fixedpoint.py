@@ -87,7 +87,7 @@ def _weight_table() -> np.ndarray:
 
 def mixture_weights(logits: np.ndarray) -> np.ndarray:
     """Integer softmax: logits (..., K) in units of 1/16 nat -> weights in [0, 2**12], the largest exactly 2**12."""
-    from . import kernels  # here, not at the top: kernels imports the constants above
+    from . import kernels_py as kernels  # numpy, vectorised (no numba); not at the top: it imports the constants above
 
     logits = np.asarray(logits, dtype=np.int64)
     flat = np.ascontiguousarray(logits.reshape(-1, logits.shape[-1]))

@@ -6,10 +6,14 @@ backends compute it:
 * float64 matrix products (numpy/BLAS): weights |w| < 2**15, inputs < 2**16 (or the decoder's fixed-point
   latents), fan-in <= 2**10, so every product and partial sum is an integer below 2**53 and exact whatever the
   summation order, batch size or thread count.
-* int8 matrix products with int32 accumulation (``torch._int_mm``, VNNI on x86): for layers whose inputs are
-  integers in [0, 255] and whose weights satisfy |w| <= 2**14 - 1. Inputs go in with an offset of -128, weights
-  as two int8 planes (w = 256 * hi + lo); integer sums cannot round, and they stay far below 2**31. About 8x
-  faster than float32 here; used when torch is installed, else the float64 backend gives the same integers.
+* int8 products, for layers whose inputs are integers in [0, 255] and whose weights satisfy |w| <= 2**14 - 1.
+  Inputs go in with an offset of -128, weights as two int8 planes (w = 256 * hi + lo), so every product is at
+  most 128 * 128 = 2**14 in magnitude and, with fan-in <= 1024, every partial sum at most 2**24. Two ways compute
+  them exactly: float32 matrix products (numpy/BLAS: integers up to 2**24 are exact in float32, whatever the
+  order of the sums), the fastest at small batches and with nothing to import; and ``torch._int_mm`` (int32
+  accumulation, VNNI on x86), several times faster at larger ones. The choice is by batch (``TORCH_MIN_BATCH``,
+  where torch is installed): speed only, as both give the same integers (checked once each, ``_float32_exact``
+  and ``_torch``, against exact integer arithmetic).
 
 Rescaling between layers is one IEEE float64 multiply and a floor per value (correctly rounded, so identical
 everywhere), then a clip at the layer's ``act_max``. The result: the same integers on every machine.
@@ -24,7 +28,6 @@ import numpy as np
 
 from bbarc.errors import CodingError, ModelError
 from bbarc.execution import refresh_thread_cap
-from bbarc.jit import KernelGroup
 from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float((1 << 16) - 1)
@@ -32,7 +35,21 @@ WEIGHT_MAX = (1 << 15) - 1
 MAX_FAN_IN = 1 << 10
 INT8_IN_MAX = 255.0  # int8 layers take inputs in [0, 255]
 INT8_WEIGHT_MAX = (1 << 14) - 1  # and weights that split into two int8 planes
-_njit = KernelGroup(globals())  # numba.njit on first call: listing the models loads no numba
+# Batches this large use torch's int8 product when torch is installed (importing it costs seconds, once); smaller
+# ones, and every batch without torch, the float32 product, as fast or faster there. Decoding one item is batch 1.
+TORCH_MIN_BATCH = 4
+
+
+@functools.lru_cache(maxsize=1)
+def _float32_exact() -> bool:
+    """Whether this BLAS's float32 product is exact on int8 planes, checked once at the bound: 1024 products of
+    +-128 * +-128 sum to +-2**24 (a BLAS that computed in lower precision would round them)."""
+    a = np.vstack([np.full(1024, -128), np.full(1024, 127), np.arange(1024) % 256 - 128]).astype(np.float32)
+    b = np.hstack([np.full((1024, 2), -128), (np.arange(1024 * 3) % 251 - 125).reshape(1024, 3)]).astype(np.float32)
+    for rows in (a[:1], a):  # one row (a vector product) and several (a matrix product): BLAS runs both
+        if not np.array_equal((rows @ b).astype(np.int64), rows.astype(np.int64) @ b.astype(np.int64)):
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,6 +71,17 @@ def _torch():
     return torch
 
 
+@functools.lru_cache(maxsize=1)
+def _intkernels():
+    """The compiled requantise/combine (numba), loaded on the first large batch."""
+    from bbarc.plugins import intkernels
+
+    one = np.zeros((1, 1))
+    intkernels.requantise(one, np.ones(1), 1.0, False, one)  # numba loads more libraries (a BLAS) on a first call
+    refresh_thread_cap()  # inside a coding call: cap their threads from now on
+    return intkernels
+
+
 class _Float64Layer:
     takes_int8 = False
 
@@ -66,35 +94,29 @@ class _Float64Layer:
         return acc
 
 
-@_njit(cache=True, nogil=True)
-def _requantise(acc, rescale, act_max, to_int8, out):
-    """min(floor(max(acc, 0) * rescale), act_max) per value (the float64 operations of the numpy expression, in
-    one pass); with ``to_int8`` stored minus 128, the input form of an int8 layer."""
-    for i in range(acc.shape[0]):
-        for j in range(acc.shape[1]):
-            v = np.floor(max(acc[i, j], 0.0) * rescale[j])
-            v = min(v, act_max)
-            out[i, j] = v - 128.0 if to_int8 else v
-
-
-@_njit(cache=True, nogil=True)
-def _combine(hi, lo, offset, out):
-    for i in range(hi.shape[0]):
-        for j in range(hi.shape[1]):
-            out[i, j] = hi[i, j] * 256.0 + lo[i, j] + offset[j]
+def _requantise(acc: np.ndarray, rescale: np.ndarray, act_max: float, to_int8: bool) -> np.ndarray:
+    """min(floor(max(acc, 0) * rescale), act_max) per value (correctly rounded float64 operations); with
+    ``to_int8``, int8 values minus 128: the input form of an int8 layer. Large batches in one compiled pass."""
+    if len(acc) >= TORCH_MIN_BATCH:
+        out = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
+        _intkernels().requantise(acc, rescale, act_max, to_int8, out)
+        return out
+    v = np.minimum(np.floor(np.maximum(acc, 0.0) * rescale), act_max)
+    return (v - 128.0).astype(np.int8) if to_int8 else v
 
 
 class _Int8Layer:
     takes_int8 = True
 
-    def __init__(self, torch, w: np.ndarray, b: np.ndarray):
-        w = w.astype(np.int64)
-        lo = (w + 128) % 256 - 128
-        hi = (w - lo) // 256
-        self.torch = torch
-        self.hi = torch.from_numpy(np.ascontiguousarray(hi.T, dtype=np.int8))  # (in, out): _int_mm's fast layout
-        self.lo = torch.from_numpy(np.ascontiguousarray(lo.T, dtype=np.int8))
-        self.offset = (128.0 * w.sum(axis=1) + b).astype(np.float64)  # undoes the -128 input offset; exact
+    def __init__(self, w: np.ndarray, b: np.ndarray):
+        self.out = len(w)
+        self.planes = np.empty((2 * self.out, w.shape[1]), np.float32)  # (2 * out, in): hi over lo
+        hi, lo = self.planes[: self.out], self.planes[self.out :]
+        np.add(w, 128.0, out=hi)  # hi = floor((w + 128) / 256), lo = w - 256 * hi: exact, |w| < 2**14 in float32
+        np.floor(np.multiply(hi, 1.0 / 256.0, out=hi), out=hi)
+        np.subtract(w, np.multiply(hi, 256.0, out=lo), out=lo)
+        self.offset = 128.0 * w.sum(axis=1) + b  # undoes the -128 input offset; exact (integers below 2**53)
+        self._torch_planes = None
 
     def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
         """``a``: integers in [0, 255]; with ``offset``, int8 values already minus 128 (from ``_requantise``)."""
@@ -103,10 +125,23 @@ class _Int8Layer:
             if a.size and (a.min() < 0 or a.max() > INT8_IN_MAX):
                 raise CodingError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
             a = (a - 128).astype(np.int8)
-        x = self.torch.from_numpy(a)
-        hi, lo = self.torch._int_mm(x, self.hi).numpy(), self.torch._int_mm(x, self.lo).numpy()
-        out = np.empty(hi.shape, np.float64)
-        _combine(hi, lo, self.offset, out)
+        torch = _torch() if len(a) >= TORCH_MIN_BATCH else None
+        if torch is None:
+            both = a.astype(np.float32) @ self.planes.T  # exact: see the module docstring
+            hi, lo = both[:, : self.out], both[:, self.out :]
+        else:
+            if self._torch_planes is None:
+                planes = self.planes.astype(np.int8)
+                self._torch_planes = tuple(torch.from_numpy(np.ascontiguousarray(p.T)) for p in
+                                           (planes[: self.out], planes[self.out :]))  # (in, out): _int_mm's fast layout
+            x = torch.from_numpy(a)
+            hi, lo = (torch._int_mm(x, p).numpy() for p in self._torch_planes)
+            out = np.empty(hi.shape, np.float64)
+            _intkernels().combine(hi, lo, self.offset, out)
+            return out
+        out = np.multiply(hi, 256.0, dtype=np.float64)  # hi * 256 + lo + offset, all exact in float64
+        out += lo
+        out += self.offset
         return out
 
 
@@ -133,11 +168,11 @@ class IntMLP:
             raise ModelError(f"IntMLP needs one integer activation clip in [1, {ACT_MAX:.0f}] per hidden layer and an "
                              "integer (or infinite) input bound")
         object.__setattr__(self, "act_max", act_max)
-        torch = _torch() if self.int8 else None
+        int8 = self.int8 and _float32_exact()
         layers = []
         for w, b, bound in zip(self.weights, self.biases, (self.in_max, *act_max)):
             fits = bound <= INT8_IN_MAX and np.abs(w).max() <= INT8_WEIGHT_MAX
-            layers.append(_Int8Layer(torch, w, b) if torch is not None and fits else _Float64Layer(w, b))
+            layers.append(_Int8Layer(w, b) if int8 and fits else _Float64Layer(w, b))
         object.__setattr__(self, "_layers", tuple(layers))
 
     @property
@@ -149,10 +184,8 @@ class IntMLP:
         for i, layer in enumerate(self._layers):
             acc = layer(a, offset)
             if i + 1 < len(self._layers):
-                to_int8 = self._layers[i + 1].takes_int8
-                a = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
-                _requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
-                offset = to_int8
+                offset = self._layers[i + 1].takes_int8
+                a = _requantise(acc, self.rescale[i], self.act_max[i], offset)
         return acc
 
 

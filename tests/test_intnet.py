@@ -20,9 +20,19 @@ def _without_int8(net: IntMLP) -> IntMLP:
     return IntMLP(net.weights, net.biases, net.rescale, net.act_max, net.in_max, int8=False)
 
 
+def _torch_from(monkeypatch, batch: int) -> None:
+    """int8 layers take torch's product from ``batch`` rows up (a huge value: the float32 product always)."""
+    import bbarc.plugins.intnet as intnet
+
+    monkeypatch.setattr(intnet, "TORCH_MIN_BATCH", batch)
+
+
 @pytest.mark.parametrize("weights", ["mnist-vae-2.npz", "mnist-vae-binary-2.npz"])
-def test_int8_layers_are_exact(weights, mnist):
-    pytest.importorskip("torch")
+@pytest.mark.parametrize("torch_from", [1, 1 << 30])  # torch's int8 product everywhere, or the float32 one
+def test_int8_layers_are_exact(weights, torch_from, mnist, monkeypatch):
+    if torch_from == 1:
+        pytest.importorskip("torch")
+    _torch_from(monkeypatch, torch_from)
     _, nets, _, _ = load_weights(weights)
     enc, dec = nets["enc"], nets["dec"]
     assert enc.backends == ("int8",) * 3 and dec.backends == ("float64", "int8", "int8")
@@ -39,10 +49,45 @@ def test_int8_layers_are_exact(weights, mnist):
     assert np.array_equal(dec(z[:1]), _without_int8(dec)(z[:1]))
 
 
+@pytest.mark.parametrize("torch_from", [1, 1 << 30])
+def test_int8_products_are_exact_at_the_bound(torch_from, monkeypatch):
+    """Fan-in 1024, weights and inputs at their extremes: the float32 product's partial sums reach 2**24, its
+    exactness bound, and still equal int64 arithmetic (so do torch's and the float64 backend's)."""
+    if torch_from == 1:
+        pytest.importorskip("torch")
+    _torch_from(monkeypatch, torch_from)
+    rng = np.random.default_rng(1)
+    top = (1 << 14) - 1
+    # w = -128 splits into lo = -128, hi = 0: with inputs 0 (-128 after the offset) its lo plane sums 1024 * 2**14
+    # = 2**24 exactly; the largest weights (hi = +-64), and random rows
+    w = np.vstack([np.full(1024, top), np.full(1024, -top), np.full(1024, -(1 << 14) + 256), np.full(1024, -128),
+                   np.full(1024, 127 * 256 // 2), rng.integers(-top, top + 1, (11, 1024))]).astype(np.float64)
+    net = IntMLP((w,), (np.zeros(len(w)),), (), (), in_max=255.0)
+    assert net.backends == ("int8",)
+    x = np.vstack([np.zeros(1024), np.full(1024, 255), np.arange(1024) % 2 * 255, rng.integers(0, 256, (5, 1024))])
+    for batch in (x[:1], x[1:2], x[:3], x):
+        assert np.array_equal(net(batch), _reference(net, batch))
+        assert np.array_equal(net(batch), _without_int8(net)(batch))
+    # and through a hidden layer: requantised int8 inputs (offset by -128) at both ends of their range
+    deep = IntMLP((w, w[:, :16].copy()), (np.zeros(len(w)), np.zeros(len(w))), (np.full(len(w), 2.0**-10),),
+                  (255.0,), in_max=255.0)
+    for batch in (x[:1], x):
+        assert np.array_equal(deep(batch), _reference(deep, batch))
+
+
+def test_float32_product_is_checked(monkeypatch):
+    """A BLAS whose float32 product is not exact leaves the int8 layers to the float64 backend."""
+    import bbarc.plugins.intnet as intnet
+
+    assert intnet._float32_exact()
+    monkeypatch.setattr(intnet, "_float32_exact", lambda: False)
+    _, nets, _, _ = load_weights("mnist-vae-2.npz")
+    assert set(nets["enc"].backends) == {"float64"}
+
+
 def test_int8_only_where_inputs_and_weights_fit():
     _, nets, _, _ = load_weights("mnist-vae.npz")  # v1: 15-bit weights, 16-bit acts
     assert set(nets["enc"].backends) == set(nets["dec"].backends) == {"float64"}
-    pytest.importorskip("torch")
     w = np.full((2, 4), 16383.0)
     assert IntMLP((w,), (np.zeros(2),), (), (), in_max=255.0).backends == ("int8",)
     assert IntMLP((w,), (np.zeros(2),), (), (), in_max=256.0).backends == ("float64",)  # inputs too large
@@ -51,17 +96,21 @@ def test_int8_only_where_inputs_and_weights_fit():
 
 
 def test_archives_are_the_same_bytes_without_torch(monkeypatch, mnist):
-    """Without torch the float64 backend codes: it must give the very same payload (and decode the int8 one)."""
+    """Without torch the float32 product codes the int8 layers, and without an exact float32 product the float64
+    backend: each must give the very same payload (and decode the int8 one)."""
     pytest.importorskip("torch")
     import bbarc.plugins.intnet as intnet
     from bbarc.chain import decode_chunk, encode_chunk
     from bbarc.plugins.mnist_vae import MnistVAE
     from bbarc.plugins.weightfiles import WeightsFile
 
+    _torch_from(monkeypatch, 1)
     fast = MnistVAE("mnist-vae", WeightsFile.shipped("mnist-vae-2.npz"), binary=False)
     payload = encode_chunk(fast, mnist[:6])
     monkeypatch.setattr(intnet, "_torch", lambda: None)
-    slow = MnistVAE("mnist-vae", WeightsFile.shipped("mnist-vae-2.npz"), binary=False)
-    assert set(slow._nets[0]["dec"].backends) == {"float64"}
-    assert encode_chunk(slow, mnist[:6]) == payload
-    assert np.array_equal(decode_chunk(slow, payload, 6, (28, 28), np.dtype(np.uint8))[0], mnist[:6])
+    for float32 in (True, False):
+        monkeypatch.setattr(intnet, "_float32_exact", lambda: float32)
+        slow = MnistVAE("mnist-vae", WeightsFile.shipped("mnist-vae-2.npz"), binary=False)
+        assert set(slow._nets[0]["dec"].backends) == ({"float64", "int8"} if float32 else {"float64"})
+        assert encode_chunk(slow, mnist[:6]) == payload
+        assert np.array_equal(decode_chunk(slow, payload, 6, (28, 28), np.dtype(np.uint8))[0], mnist[:6])

@@ -26,13 +26,16 @@ PROBE = textwrap.dedent("""
     seen = []
     inner = intnet._Int8Layer.__call__
 
-    def spy(self, *args, **kwargs):  # a network call of the coder
-        seen.append(dict(torch=self.torch.get_num_threads(),
+    def spy(self, *args, **kwargs):  # a network call of the coder (torch's product from TORCH_MIN_BATCH rows)
+        out = inner(self, *args, **kwargs)
+        torch = sys.modules.get("torch")
+        seen.append(dict(torch=torch.get_num_threads() if torch else None,
                          pools=sorted({p["num_threads"] for p in threadpool_info()})))
-        return inner(self, *args, **kwargs)
+        return out
 
     intnet._Int8Layer.__call__ = spy
-    bbarc.compress(sys.argv[1], sys.argv[2], model="mnist-vae", chunk_size=8)
+    # chunks of 4 coded in lockstep: batches of 4 rows, which take torch's product (imported inside the call)
+    bbarc.compress(sys.argv[1], sys.argv[2], model="mnist-vae", chunk_size=16 // intnet.TORCH_MIN_BATCH)
     coded = len(seen)
     with bbarc.open(sys.argv[2]) as a:
         a[3]
@@ -66,13 +69,15 @@ def _probe(tmp_path, mnist, how: str) -> dict:
 
 
 def _all_single(calls: list[dict]) -> bool:
-    return bool(calls) and all(c["torch"] == 1 and c["pools"] == [1] for c in calls)
+    """Every network call ran on one thread (torch's, where loaded, and every BLAS/OpenMP pool's)."""
+    return bool(calls) and all(c["torch"] in (1, None) and c["pools"] == [1] for c in calls)
 
 
 def test_torch_loaded_during_coding_is_capped(tmp_path, mnist):
     """The CLI's case: torch is first imported when the model's networks are built, inside the coding call."""
     seen = _probe(tmp_path, mnist, "cold")
     assert _all_single(seen["encode"]) and _all_single(seen["decode"]), seen
+    assert any(c["torch"] == 1 for c in seen["encode"]), seen  # torch was loaded, and capped, while coding
     defaults = _run(DEFAULTS)  # torch's own settings in a process that never coded
     assert (seen["after"], seen["after_pools"]) == (defaults["after"], defaults["after_pools"]), (seen, defaults)
 
