@@ -39,14 +39,19 @@ def test_commands_that_code_nothing_load_no_heavy_module(archive, args):
 
 
 def test_the_check_sees_a_heavy_import(archive, tmp_path):
-    """`get` decodes, so it loads numba: the test above would notice a command that did."""
-    modules = imported_modules("get", archive, 3, "-o", tmp_path / "x.npy")
-    assert "numba" in modules
+    """`get` with the compiled kernels forced loads numba: the test above would notice a command that did. (Left
+    to choose, `get` of one item takes the light kernels and loads neither numba nor torch.)"""
+    env = {**os.environ, "BBARC_KERNELS": "compiled"}
+    assert "numba" in imported_modules("get", archive, 3, "-o", tmp_path / "x.npy", env=env)
+    light = imported_modules("get", archive, 3, "-o", tmp_path / "y.npy")
+    assert not {"numba", "torch"} & light
 
 
 def test_kernels_bind_to_numba_on_first_call():
     code = ("import sys\nfrom bbarc import fixedpoint, kernels\nassert 'numba' not in sys.modules\n"
-            "assert fixedpoint.mixture_weights([[0, -16]]).tolist() == [[4096, 1507]]\n"
+            "import numpy as np\nout = np.empty((1, 2), np.int64)\n"
+            "kernels.mixture_weights(np.array([[0, -16]]), fixedpoint.weight_table(), out)\n"
+            "assert out.tolist() == fixedpoint.mixture_weights([[0, -16]]).tolist() == [[4096, 1507]]\n"
             "import numba\nassert isinstance(kernels.mixture_weights, numba.core.registry.CPUDispatcher)\n"
             "assert isinstance(kernels.pop_mixture, numba.core.registry.CPUDispatcher)\n")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -54,7 +59,8 @@ def test_kernels_bind_to_numba_on_first_call():
 
 def test_a_first_compilation_is_announced_once(tmp_path):
     """With an empty numba cache the first kernel call says it compiles; once cached, nothing is said."""
-    code = "from bbarc import fixedpoint\nprint(fixedpoint.mixture_weights([[0, -16]]).tolist())\n"
+    code = ("import numpy as np\nfrom bbarc import fixedpoint, kernels\nout = np.empty((1, 2), np.int64)\n"
+            "kernels.mixture_weights(np.array([[0, -16]]), fixedpoint.weight_table(), out)\nprint(out.tolist())\n")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -69,8 +75,10 @@ def test_kernels_load_without_scipy_linalg_and_numba_keeps_blas():
     """numba's target comes up without importing scipy.linalg (bbarc.jit), and np.dot compiled afterwards in the
     same process still calls BLAS."""
     pytest.importorskip("scipy")
-    code = ("import sys, numpy as np, numba\nfrom bbarc import fixedpoint\n"
-            "assert fixedpoint.mixture_weights([[0, -16]]).tolist() == [[4096, 1507]]\n"
+    code = ("import sys, numpy as np, numba\nfrom bbarc import fixedpoint, kernels\n"
+            "import numpy as np\nout = np.empty((1, 2), np.int64)\n"
+            "kernels.mixture_weights(np.array([[0, -16]]), fixedpoint.weight_table(), out)\n"
+            "assert out.tolist() == fixedpoint.mixture_weights([[0, -16]]).tolist() == [[4096, 1507]]\n"
             "assert 'scipy.linalg' not in sys.modules, 'scipy.linalg loaded'\n"
             "dot = numba.njit(lambda a, b: np.dot(a, b))\n"
             "assert dot(np.ones((2, 3)), np.ones((3, 2))).tolist() == [[3.0, 3.0], [3.0, 3.0]]\n"
