@@ -169,6 +169,15 @@ class Grid:
         return cls(f"logistic-bins-{bits}", fp.logistic_bin_edges(bits))
 
 
+def _check_mixture(grid: Grid, components: int, prec: int) -> None:
+    if components > fp.MAX_COMPONENTS:
+        raise CodingError(f"at most {fp.MAX_COMPONENTS} mixture components, got {components}")
+    limit = max_precision(components)
+    if not 1 <= prec <= limit or (1 << prec) < 2 * grid.symbols:
+        raise CodingError(f"precision {prec} cannot code {grid.symbols} symbols with {components} "
+                          f"components (at most {limit} bits)")
+
+
 def _per_component(value, shape: tuple[int, int]) -> np.ndarray:
     arr = np.asarray(value, dtype=np.int64)
     if arr.shape == shape:
@@ -203,12 +212,7 @@ class LogisticMixture:
             mean = mean[:, None]
         shape = mean.shape
         log_scale, weights = (_per_component(v, shape) for v in (self.log_scale, self.weights))
-        if shape[1] > fp.MAX_COMPONENTS:
-            raise CodingError(f"at most {fp.MAX_COMPONENTS} mixture components, got {shape[1]}")
-        limit = max_precision(shape[1])
-        if not 1 <= self.prec <= limit or (1 << self.prec) < 2 * self.grid.symbols:
-            raise CodingError(f"precision {self.prec} cannot code {self.grid.symbols} symbols with {shape[1]} "
-                              f"components (at most {limit} bits)")
+        _check_mixture(self.grid, shape[1], self.prec)
         inv = np.empty(shape, np.int64)  # log-scales are clipped to the table's range (see formats/SPEC.md)
         error = kernels.prepare_mixture(mean, log_scale, weights, fp.inverse_scale_table(), fp.LOG_SCALE_MIN,
                                         1 << 30, 1 << fp.WEIGHT_BITS, inv)
@@ -220,6 +224,19 @@ class LogisticMixture:
         object.__setattr__(self, "log_scale", log_scale)
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "_inv", inv)
+
+    @classmethod
+    def prepared(cls, grid: Grid, mean: np.ndarray, log_scale: np.ndarray, weights: np.ndarray, inv: np.ndarray,
+                 prec: int, floor: bool = True) -> "LogisticMixture":
+        """The codec of parameters already checked as ``__post_init__`` checks them, with their inverse scales
+        looked up: contiguous int64 (n, K) arrays from one of ``kernels``' heads, which do in one pass what
+        building the codec from slices of a network's outputs does in several."""
+        _check_mixture(grid, mean.shape[1], prec)
+        out = object.__new__(cls)
+        for name, value in (("grid", grid), ("prec", prec), ("floor", floor), ("mean", mean),
+                            ("log_scale", log_scale), ("weights", weights), ("_inv", inv)):
+            object.__setattr__(out, name, value)
+        return out
 
     def __len__(self) -> int:
         return len(self.mean)

@@ -58,10 +58,14 @@ class _Float64Layer:
 
     def __init__(self, w: np.ndarray, b: np.ndarray):
         self.wt, self.b = w.astype(np.float64).T, b.astype(np.float64)
+        self.n_out = w.shape[0]
 
     def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
         acc = np.asarray(a, dtype=np.float64) @ self.wt
         acc += self.b
+        return acc
+
+    def combine(self, acc: np.ndarray) -> np.ndarray:
         return acc
 
 
@@ -77,10 +81,32 @@ def _requantise(acc, rescale, act_max, to_int8, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def _combine(hi, lo, offset, out):
-    for i in range(hi.shape[0]):
-        for j in range(hi.shape[1]):
-            out[i, j] = hi[i, j] * 256.0 + lo[i, j] + offset[j]
+def _requantise_planes(prod, offset, rescale, act_max, to_int8, out):
+    """``_requantise`` of an int8 layer's accumulators, combined from its products on the way
+    (``_Int8Layer.__call__``): hi * 256 + lo + offset, the float64 sum of ``combine_planes``, in the same pass."""
+    n = out.shape[1]
+    for i in range(out.shape[0]):
+        for j in range(n):
+            v = np.floor(max(prod[i, j] * 256.0 + prod[i, n + j] + offset[j], 0.0) * rescale[j])
+            v = min(v, act_max)
+            out[i, j] = v - 128.0 if to_int8 else v
+
+
+@numba.njit(cache=True, nogil=True)
+def _affine_planes(prod, offset, mul, add, out):
+    """``affine_floor`` of an int8 layer's accumulators, combined from its products in the same pass."""
+    n = out.shape[1]
+    for i in range(out.shape[0]):
+        for j in range(n):
+            out[i, j] = np.int64(np.floor((prod[i, j] * 256.0 + prod[i, n + j] + offset[j]) * mul[j] + add[j]))
+
+
+@numba.njit(cache=True, nogil=True)
+def _combine_planes(prod, offset, out):
+    n = out.shape[1]
+    for i in range(out.shape[0]):
+        for j in range(n):
+            out[i, j] = prod[i, j] * 256.0 + prod[i, n + j] + offset[j]
 
 
 class _Int8Layer:
@@ -90,22 +116,26 @@ class _Int8Layer:
         w = w.astype(np.int64)
         lo = (w + 128) % 256 - 128
         hi = (w - lo) // 256
-        self.torch = torch
-        self.hi = torch.from_numpy(np.ascontiguousarray(hi.T, dtype=np.int8))  # (in, out): _int_mm's fast layout
-        self.lo = torch.from_numpy(np.ascontiguousarray(lo.T, dtype=np.int8))
+        self.torch, self.n_out = torch, w.shape[0]
+        # Both planes side by side, (in, 2 * out) in _int_mm's fast layout: one product per call, not two.
+        self.planes = torch.from_numpy(np.ascontiguousarray(np.hstack([hi.T, lo.T]), dtype=np.int8))
         self.offset = (128.0 * w.sum(axis=1) + b).astype(np.float64)  # undoes the -128 input offset; exact
 
     def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
-        """``a``: integers in [0, 255]; with ``offset``, int8 values already minus 128 (from ``_requantise``)."""
+        """The products of ``a`` with both weight planes, int32 (B, 2 * out): hi's, then lo's (the accumulator is
+        ``hi * 256 + lo + self.offset``: ``combine``). ``a``: integers in [0, 255]; with ``offset``, int8 values
+        already minus 128 (from ``_requantise``)."""
         a = np.asarray(a)
         if not offset:
             if a.size and (a.min() < 0 or a.max() > INT8_IN_MAX):
                 raise CodingError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
             a = (a - 128).astype(np.int8)
-        x = self.torch.from_numpy(a)
-        hi, lo = self.torch._int_mm(x, self.hi).numpy(), self.torch._int_mm(x, self.lo).numpy()
-        out = np.empty(hi.shape, np.float64)
-        _combine(hi, lo, self.offset, out)
+        return self.torch._int_mm(self.torch.from_numpy(a), self.planes).numpy()
+
+    def combine(self, prod: np.ndarray) -> np.ndarray:
+        """The layer's exact accumulators (float64) from ``__call__``'s products."""
+        out = np.empty((len(prod), self.n_out), np.float64)
+        _combine_planes(prod, self.offset, out)
         return out
 
 
@@ -144,13 +174,31 @@ class IntMLP:
         return tuple("int8" if layer.takes_int8 else "float64" for layer in self._layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._layers[-1].combine(self._hidden(x))
+
+    def affine(self, x: np.ndarray, mul: np.ndarray, add: np.ndarray) -> np.ndarray:
+        """``affine_floor(self(x), mul, add)`` (one ``mul``, ``add`` per output), in one pass over the last
+        layer's products."""
+        prod, last = self._hidden(x), self._layers[-1]
+        if not last.takes_int8:
+            return affine_floor(prod, mul, add)
+        out = np.empty((len(prod), last.n_out), np.int64)
+        _affine_planes(prod, last.offset, np.ascontiguousarray(mul, np.float64), np.ascontiguousarray(add, np.float64),
+                       out)
+        return out
+
+    def _hidden(self, x: np.ndarray) -> np.ndarray:
+        """Every layer but the last's rescaling: what the last layer returns (its ``combine`` gives its sums)."""
         a, offset = np.asarray(x), False
         for i, layer in enumerate(self._layers):
             acc = layer(a, offset)
             if i + 1 < len(self._layers):
                 to_int8 = self._layers[i + 1].takes_int8
-                a = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
-                _requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
+                a = np.empty((len(acc), layer.n_out), np.int8 if to_int8 else np.float64)
+                if layer.takes_int8:
+                    _requantise_planes(acc, layer.offset, self.rescale[i], self.act_max[i], to_int8, a)
+                else:
+                    _requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
                 offset = to_int8
         return acc
 
