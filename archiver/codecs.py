@@ -136,7 +136,9 @@ class Grid:
 
     name: str
     edges: np.ndarray = field(repr=False, compare=False)
-    step: int = field(init=False, repr=False, compare=False)  # edge spacing when uniform (a faster pop), else 0
+    # edge spacing when uniform; -bits for the 2**bits equal-mass logistic bins; else 0. Pops use it to guess a
+    # symbol quickly (never which symbol they pop).
+    step: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         edges = np.asarray(self.edges)
@@ -166,7 +168,9 @@ class Grid:
     @lru_cache(maxsize=None)
     def latent(cls, bits: int) -> "Grid":
         """2**bits bins of equal mass under the standard logistic prior (fixed, whatever the layer above)."""
-        return cls(f"logistic-bins-{bits}", fp.logistic_bin_edges(bits))
+        grid = cls(f"logistic-bins-{bits}", fp.logistic_bin_edges(bits))
+        object.__setattr__(grid, "step", -bits)
+        return grid
 
 
 def _check_mixture(grid: Grid, components: int, prec: int) -> None:

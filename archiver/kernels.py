@@ -27,6 +27,7 @@ _SPAN = (2 * SIG_RANGE) << POS_BITS
 _PROD_LIMIT = np.int64(1) << np.int64(62)
 _SAFE_INV = np.int64(1) << np.int64(31)
 _POS_INV_SCALE = float(1 << (POS_BITS + INV_SCALE_BITS))
+_POS_UNIT = 1.0 / (1 << POS_BITS)
 
 jit = numba.njit(cache=True, nogil=True)
 inline = numba.njit(cache=True, nogil=True, inline="always")
@@ -252,7 +253,7 @@ def _search_sorted(values, x):
 @inline
 def _guess(cf, edges, step, r, mu, inv, w, prec):
     """The symbol whose slot probably holds ``cf``: the inverse CDF of the heaviest component, located on the
-    grid (directly when its edges are ``step`` apart, else by search). Only a starting point for the exact
+    grid (directly when its edges are ``step`` apart or are the equal-mass logistic bins, else by search). Only a starting point for the exact
     integer search, so floating point is fine here: the popped symbol never depends on it."""
     m = 0
     for j in range(1, w.shape[1]):
@@ -260,6 +261,13 @@ def _guess(cf, edges, step, r, mu, inv, w, prec):
             m = j
     u = (cf + 0.5) / (np.int64(1) << np.int64(prec))
     e = mu[r, m] + np.log(u / (1.0 - u)) * _POS_INV_SCALE / inv[r, m]
+    if step < 0:  # the 2**-step bins of equal standard-logistic mass: bin floor(2**-step * sigmoid(e))
+        t = e * _POS_UNIT
+        if t >= 700.0:
+            return len(edges)
+        if t <= -700.0:
+            return 0
+        return min(np.int64((np.int64(1) << np.int64(-step)) / (1.0 + np.exp(-t))), len(edges))
     if step > 0:
         g = (e - edges[0]) / step + 1.0
         if g <= 0.0:
