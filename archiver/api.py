@@ -21,7 +21,7 @@ from bbarc.formats.outputs import open_sink
 
 from .access import ChunkCache, DecodedChunk, DecodeStats
 from .execution import auto_lockstep, lockstep_groups, run_ordered
-from .chain import codec_parameters
+from .chain import decodable_parameters
 from .metadata import ArchiveMetadata
 from .registry import model_from_config
 
@@ -256,7 +256,7 @@ def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> Non
 
 def archive_model(meta: ArchiveMetadata, path: str):
     """The model an archive needs, rebuilt from its recorded config, once its coding scheme is checked."""
-    meta.coding.check_supported(codec_parameters(), path)
+    meta.coding.check_supported(decodable_parameters(meta.coding.params), path)
     try:
         return model_from_config(meta.model.config)
     except ModelError as exc:
