@@ -251,11 +251,23 @@ class LogisticMixture:
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.grid.symbols)
+        if self._bernoulli:
+            return _pushed(lanes.run_push(kernels.push_binary_lanes, ids, n, arr, *self._binary_args()), n)
         return _pushed(lanes.run_push(kernels.push_mixture_lanes, ids, n, arr, *self._args()), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
+        if self._bernoulli:
+            return out, lanes.run_pop(kernels.pop_binary_lanes, ids, out, *self._binary_args())
         return out, lanes.run_pop(kernels.pop_mixture_lanes, ids, out, *self._args())
+
+    @property
+    def _bernoulli(self) -> bool:
+        """Two symbols, one component: kernels that evaluate one sigmoid per symbol (the same integers)."""
+        return self.grid.symbols == 2 and self.mean.shape[1] == 1
+
+    def _binary_args(self):
+        return self.grid.edges, self.mean, self._inv, self.weights, fp.sigmoid_table(), self.prec, self.floor
 
     def take(self, rows: slice) -> "LogisticMixture":
         """The codec of a slice of the symbols (rows of a batched model output); no re-validation needed."""

@@ -485,3 +485,54 @@ def check_means(mean, mean_limit):
             if abs(mean[r, m]) > mean_limit:
                 return 1
     return 0
+
+
+# --- two symbols, one component (a Bernoulli): the mixture kernels' integers with one sigmoid per symbol -------
+
+
+@inline
+def _binary_cut(r, edges, mu, inv, w, table, prec, floor):
+    """CDF(1) of row r: what ``_cdf(1, ...)`` gives for a one-component mixture over two symbols."""
+    return _finish(_mass(edges[0], r, mu, inv, w, table), 1, 2, table[len(table) - 1], prec, floor)
+
+
+@jit
+def push_binary_lanes(states, bufs, lanes, symbols, edges, mu, inv, w, table, prec, floor, status):
+    """``push_mixture_lanes`` for two symbols and one component."""
+    n = symbols.shape[1]
+    one = np.int64(1) << np.int64(prec)
+    for p in range(len(lanes)):
+        state, buf = states[lanes[p]], bufs[lanes[p]]
+        h, nw = state[0], state[1]
+        status[p] = -1
+        for i in range(n - 1, -1, -1):
+            cut = _binary_cut(p * n + i, edges, mu, inv, w, table, prec, floor)
+            lo, hi = (np.int64(0), cut) if symbols[p, i] == 0 else (cut, one)
+            if hi == lo:
+                status[p] = i  # a symbol of probability 0 cannot be coded
+                break
+            h, nw = _push_head(h, nw, buf, lo, hi - lo, prec)
+        state[0], state[1] = h, nw
+
+
+@jit
+def pop_binary_lanes(states, bufs, lanes, out, edges, mu, inv, w, table, prec, floor, status):
+    """``pop_mixture_lanes`` for two symbols and one component."""
+    n = out.shape[1]
+    one = np.int64(1) << np.int64(prec)
+    mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
+    for p in range(len(lanes)):
+        state, buf = states[lanes[p]], bufs[lanes[p]]
+        h, nw = state[0], state[1]
+        status[p] = -1
+        for i in range(n):
+            cut = _binary_cut(p * n + i, edges, mu, inv, w, table, prec, floor)
+            cf = np.int64(h & mask)
+            k = 1 if cut <= cf else 0
+            lo, hi = (cut, one) if k else (np.int64(0), cut)
+            h, nw, ok = _pop_head(h, nw, buf, cf, lo, hi - lo, prec)
+            if not ok:
+                status[p] = i
+                break
+            out[p, i] = k
+        state[0], state[1] = h, nw
