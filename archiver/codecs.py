@@ -51,7 +51,7 @@ class Codec(Protocol):
 
 def max_precision(components: int) -> int:
     """Largest precision keeping the mixture CDF's products below 2**62: K * 2**(12 + 24) * 2**prec."""
-    return 26 - int(np.ceil(np.log2(max(components, 1))))
+    return 26 - (max(components, 1) - 1).bit_length()  # ceil(log2(K)) in integers (called once per codec built)
 
 
 def _lane_width(rows: int, ids: np.ndarray) -> int:
