@@ -172,6 +172,15 @@ class _Int8Layer:
         return out
 
 
+def _load_small_product() -> None:
+    """Load the small-batch product now, not in the first network call: numba's first compiled function in a
+    process loads its BLAS registry (scipy's OpenBLAS, a thread pool of its own), and a coding call in progress
+    must cap that pool too (``refresh_thread_cap``)."""
+    a, w = np.zeros((1, 1), np.int8), np.zeros((1, 1), np.int16)
+    _small_product(a, 0, w, np.zeros(1, np.int32), np.empty((1, 2), np.int32))
+    refresh_thread_cap()
+
+
 @dataclass(frozen=True, eq=False)
 class IntMLP:
     """Linear layers with ReLU between them; returns the last layer's exact integer accumulators (float64)."""
@@ -201,6 +210,9 @@ class IntMLP:
             fits = bound <= INT8_IN_MAX and np.abs(w).max() <= INT8_WEIGHT_MAX
             layers.append(_Int8Layer(torch, w, b) if torch is not None and fits else _Float64Layer(w, b))
         object.__setattr__(self, "_layers", tuple(layers))
+        if any(layer.takes_int8 and layer.small is not None for layer in layers):
+            _load_small_product()
+
 
     @property
     def backends(self) -> tuple[str, ...]:
