@@ -253,8 +253,9 @@ def _search_sorted(values, x):
 @inline
 def _guess(cf, edges, step, r, mu, inv, w, prec):
     """The symbol whose slot probably holds ``cf``: the inverse CDF of the heaviest component, located on the
-    grid (directly when its edges are ``step`` apart or are the equal-mass logistic bins, else by search). Only a starting point for the exact
-    integer search, so floating point is fine here: the popped symbol never depends on it."""
+    grid (directly when its edges are ``step`` apart or are the equal-mass logistic bins, else by search). Only
+    a starting point for the exact integer search, so floating point is fine here: the popped symbol never
+    depends on it."""
     m = 0
     for j in range(1, w.shape[1]):
         if w[r, j] > w[r, m]:

@@ -46,10 +46,13 @@ def pixel_codec(params: np.ndarray, mixtures: int, log_scale_min: float, prec: i
     return LogisticMixture.prepared(Grid.levels(256), *parts, prec)
 
 
-def bernoulli_codec(logits: np.ndarray, prec: int) -> LogisticMixture:
-    """A Bernoulli(sigmoid(logit)) per value: a logistic of mean ``logit`` and scale 1 on the binary grid."""
+def bernoulli_codec(logits: np.ndarray, prec: int, bound: float = np.inf) -> LogisticMixture:
+    """A Bernoulli(sigmoid(logit)) per value: a logistic of mean ``logit`` and scale 1 on the binary grid.
+    ``bound``: a proven bound on |logit| (``IntMLP.affine_bound``); the logits are checked only if it is over the
+    codec's limit."""
     mean = np.ascontiguousarray(np.asarray(logits, np.int64).reshape(-1, 1))
-    _checked(kernels.check_means(mean, MEAN_LIMIT))
+    if bound > MEAN_LIMIT:
+        _checked(kernels.check_means(mean, MEAN_LIMIT))
     log_scale, weights, inv = _unit_scale(len(mean))
     return LogisticMixture.prepared(Grid.binary(), mean, log_scale, weights, inv, prec)
 

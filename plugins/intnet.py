@@ -221,6 +221,14 @@ class IntMLP:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self._layers[-1].combine(self._hidden(x))
 
+    def affine_bound(self, mul: np.ndarray, add: np.ndarray) -> float:
+        """An upper bound on ``|affine(x, mul, add)|`` over every input: the last layer's inputs lie in [0, its
+        input clip], so |sum| <= sum(|w|) * clip + |b|; a relative margin covers the bound's own rounding, and 1
+        the floor."""
+        clip = self.act_max[-1] if len(self.weights) > 1 else self.in_max
+        acc = np.abs(self.weights[-1]).sum(axis=1) * clip + np.abs(self.biases[-1])
+        return float((np.abs(mul) * acc + np.abs(add)).max() * (1 + 1e-9) + 1)
+
     def affine(self, x: np.ndarray, mul: np.ndarray, add: np.ndarray) -> np.ndarray:
         """``affine_floor(self(x), mul, add)`` (one ``mul``, ``add`` per output), in one pass over the last
         layer's products."""

@@ -52,6 +52,11 @@ class MnistVAE(Model):
         workers code (``--workers``) never builds them (nor imports torch)."""
         return build_nets(self.weights.contents[1])
 
+    @cached_property
+    def _logit_bound(self) -> float:
+        nets, extra = self._nets
+        return nets["dec"].affine_bound(extra["dec.out_mul"], extra["dec.out_add"])
+
     @property
     def latent_layers(self):
         return (LatentLayer((self._config["latent"],), LATENT_BITS),)
@@ -81,7 +86,7 @@ class MnistVAE(Model):
         z = fp.logistic_bin_centres(LATENT_BITS)[above]
         out = nets["dec"].affine(z, extra["dec.out_mul"], extra["dec.out_add"])
         if self.binary:
-            return bernoulli_codec(out, self.obs_precision)
+            return bernoulli_codec(out, self.obs_precision, self._logit_bound)
         return pixel_codec(out, self._config["mixtures"], self._config["log_scale_min"], self.obs_precision)
 
 

@@ -84,3 +84,23 @@ def test_small_batches_take_the_compiled_product_only_where_int32_sums_are_exact
         x[0] = 255
         for rows in (x[:1], x[: intnet.SMALL_BATCH], x):
             assert np.array_equal(net(rows), _reference(net, rows))
+
+
+def test_affine_bound_holds_for_the_extreme_inputs():
+    """``affine_bound`` lets the binary model skip checking its logits: it must bound the outputs of any input,
+    the inputs that drive every last-layer activation to 0 or to its clip included."""
+    _, nets, extra, _ = load_weights("mnist-vae-binary-2.npz")
+    dec = nets["dec"]
+    bound = dec.affine_bound(extra["dec.out_mul"], extra["dec.out_add"])
+    assert bound < 1 << 30  # (so the check is skipped)
+    rng = np.random.default_rng(5)
+    width = dec.weights[0].shape[1]
+    z = np.concatenate([rng.integers(-(1 << 20), 1 << 20, (64, width)), np.full((1, width), 1 << 20),
+                        np.full((1, width), -(1 << 20))])
+    assert np.abs(dec.affine(z, extra["dec.out_mul"], extra["dec.out_add"])).max() <= bound
+    w, b = dec.weights[-1], dec.biases[-1]
+    mul, add = extra["dec.out_mul"], extra["dec.out_add"]
+    # the largest and smallest sums each output can reach: its positive (negative) weights times the clip
+    top = np.clip(w, 0, None).sum(axis=1) * dec.act_max[-1] + b
+    low = np.clip(w, None, 0).sum(axis=1) * dec.act_max[-1] + b
+    assert np.abs(np.floor(np.stack([top, low]) * mul + add)).max() <= bound
