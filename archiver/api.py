@@ -304,10 +304,10 @@ def check_chunks(reader: ArchiveReader, meta: ArchiveMetadata, path: str) -> Non
 
 def archive_model(meta: ArchiveMetadata, path: str):
     """The model an archive needs, rebuilt from its recorded config, once its coding scheme is checked."""
-    from .chain import codec_parameters  # here, with the registry: opening an archive loads neither
+    from .chain import decodable_parameters  # here, with the registry: opening an archive loads neither
     from .registry import model_from_config
 
-    meta.coding.check_supported(codec_parameters(), path)
+    meta.coding.check_supported(decodable_parameters(meta.coding.params), path)
     try:
         return model_from_config(meta.model.config)
     except ModelError as exc:
@@ -338,7 +338,9 @@ def extract(archive: Archive, output, dataset: str | None = None, progress=None,
                 raise UsageError(f"items and labels would both be written to {sink.path}; give the labels "
                                  f"another file")
         decoded = resources.enter_context(closing(run_ordered(
-            lockstep_groups(range(archive.chunk_count), archive._lockstep if lockstep is None else lockstep),
+            lockstep_groups(range(archive.chunk_count), lockstep if lockstep is not None else auto_lockstep(
+                archive.metadata.chunk_size, archive.metadata.item_spec.item_bytes, archive.chunk_count,
+                workers if executor is None else max(workers, 2))),
             local=lambda group, tick: [items for items, _ in archive.decode_chunks(group)],
             remote=lambda group: (decode_job, archive._args, archive.fingerprint, group),
             size=lambda group: sum(archive.chunks[c].item_count for c in group),

@@ -76,8 +76,16 @@ class BitsBack:
     posterior: Callable[[Any], Codec]
 
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
+        return self.push_first(lanes, ids, symbols, lanes, ids)
+
+    def push_first(self, lanes: AnsLanes, ids: np.ndarray, symbols, source: AnsLanes,
+                   source_ids: np.ndarray) -> np.ndarray:
+        """``push_lanes``, popping z off lanes ``source_ids`` of ``source`` instead of the message: the first item
+        of a chain, which has no bits below it to take back, draws z from other bits (scratch) and pays for it in
+        full (``pop_first`` reverses it). A bits-back prior still takes its bits back from the message, so it needs
+        the item's bits to cover its pops. ``push_lanes`` is this with the message as the source."""
         live = _Survivors(ids)
-        z, status = self.posterior(symbols).pop_lanes(lanes, ids)
+        z, status = self.posterior(symbols).pop_lanes(source, source_ids)
         z, x = live.record(status, z, symbols)
         if not live.none:
             (z,) = live.record(self.likelihood(z).push_lanes(lanes, live.ids, x), z)
@@ -86,6 +94,13 @@ class BitsBack:
         return live.status
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[Any, np.ndarray]:
+        return self._pop(lanes, ids, bits_back=True)
+
+    def pop_first(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Pop what ``push_first`` pushed: z and x, pushing nothing back (z came from elsewhere)."""
+        return self._pop(lanes, ids, bits_back=False)
+
+    def _pop(self, lanes: AnsLanes, ids: np.ndarray, bits_back: bool) -> tuple[Any, np.ndarray]:
         live = _Survivors(ids)
         z, status = self.prior.pop_lanes(lanes, ids)
         (z,) = live.record(status, z)
@@ -95,7 +110,8 @@ class BitsBack:
         z, x = live.record(status, z, x)
         if live.none:
             return None, live.status
-        (x,) = live.record(self.posterior(x).push_lanes(lanes, live.ids, z), x)
+        if bits_back:
+            (x,) = live.record(self.posterior(x).push_lanes(lanes, live.ids, z), x)
         return live.widen(x), live.status
 
 

@@ -51,7 +51,7 @@ class Codec(Protocol):
 
 def max_precision(components: int) -> int:
     """Largest precision keeping the mixture CDF's products below 2**62: K * 2**(12 + 24) * 2**prec."""
-    return 26 - int(np.ceil(np.log2(max(components, 1))))
+    return 26 - (max(components, 1) - 1).bit_length()  # ceil(log2(K)) in integers (called once per codec built)
 
 
 def _lane_width(rows: int, ids: np.ndarray) -> int:
@@ -136,7 +136,9 @@ class Grid:
 
     name: str
     edges: np.ndarray = field(repr=False, compare=False)
-    step: int = field(init=False, repr=False, compare=False)  # edge spacing when uniform (a faster pop), else 0
+    # edge spacing when uniform; -bits for the 2**bits equal-mass logistic bins; else 0. Pops use it to guess a
+    # symbol quickly (never which symbol they pop).
+    step: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         edges = np.asarray(self.edges)
@@ -166,7 +168,18 @@ class Grid:
     @lru_cache(maxsize=None)
     def latent(cls, bits: int) -> "Grid":
         """2**bits bins of equal mass under the standard logistic prior (fixed, whatever the layer above)."""
-        return cls(f"logistic-bins-{bits}", fp.logistic_bin_edges(bits))
+        grid = cls(f"logistic-bins-{bits}", fp.logistic_bin_edges(bits))
+        object.__setattr__(grid, "step", -bits)
+        return grid
+
+
+def _check_mixture(grid: Grid, components: int, prec: int) -> None:
+    if components > fp.MAX_COMPONENTS:
+        raise CodingError(f"at most {fp.MAX_COMPONENTS} mixture components, got {components}")
+    limit = max_precision(components)
+    if not 1 <= prec <= limit or (1 << prec) < 2 * grid.symbols:
+        raise CodingError(f"precision {prec} cannot code {grid.symbols} symbols with {components} "
+                          f"components (at most {limit} bits)")
 
 
 def _per_component(value, shape: tuple[int, int]) -> np.ndarray:
@@ -203,12 +216,7 @@ class LogisticMixture:
             mean = mean[:, None]
         shape = mean.shape
         log_scale, weights = (_per_component(v, shape) for v in (self.log_scale, self.weights))
-        if shape[1] > fp.MAX_COMPONENTS:
-            raise CodingError(f"at most {fp.MAX_COMPONENTS} mixture components, got {shape[1]}")
-        limit = max_precision(shape[1])
-        if not 1 <= self.prec <= limit or (1 << self.prec) < 2 * self.grid.symbols:
-            raise CodingError(f"precision {self.prec} cannot code {self.grid.symbols} symbols with {shape[1]} "
-                              f"components (at most {limit} bits)")
+        _check_mixture(self.grid, shape[1], self.prec)
         inv = np.empty(shape, np.int64)  # log-scales are clipped to the table's range (see formats/SPEC.md)
         error = kernel("prepare_mixture")(mean, log_scale, weights, fp.inverse_scale_table(), fp.LOG_SCALE_MIN,
                                         1 << 30, 1 << fp.WEIGHT_BITS, inv)
@@ -221,6 +229,19 @@ class LogisticMixture:
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "_inv", inv)
 
+    @classmethod
+    def prepared(cls, grid: Grid, mean: np.ndarray, log_scale: np.ndarray, weights: np.ndarray, inv: np.ndarray,
+                 prec: int, floor: bool = True) -> "LogisticMixture":
+        """The codec of parameters already checked as ``__post_init__`` checks them, with their inverse scales
+        looked up: contiguous int64 (n, K) arrays from one of ``kernels``' heads, which do in one pass what
+        building the codec from slices of a network's outputs does in several."""
+        _check_mixture(grid, mean.shape[1], prec)
+        out = object.__new__(cls)
+        for name, value in (("grid", grid), ("prec", prec), ("floor", floor), ("mean", mean),
+                            ("log_scale", log_scale), ("weights", weights), ("_inv", inv)):
+            object.__setattr__(out, name, value)
+        return out
+
     def __len__(self) -> int:
         return len(self.mean)
 
@@ -230,11 +251,23 @@ class LogisticMixture:
     def push_lanes(self, lanes: AnsLanes, ids: np.ndarray, symbols) -> np.ndarray:
         n = _lane_width(len(self), ids)
         arr = _lane_symbols(symbols, len(ids), n, self.grid.symbols)
+        if self._bernoulli:
+            return _pushed(lanes.run_push(kernel("push_binary_lanes"), ids, n, arr, *self._binary_args()), n)
         return _pushed(lanes.run_push(kernel("push_mixture_lanes"), ids, n, arr, *self._args()), n)
 
     def pop_lanes(self, lanes: AnsLanes, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty((len(ids), _lane_width(len(self), ids)), np.int64)
+        if self._bernoulli:
+            return out, lanes.run_pop(kernel("pop_binary_lanes"), ids, out, *self._binary_args())
         return out, lanes.run_pop(kernel("pop_mixture_lanes"), ids, out, *self._args())
+
+    @property
+    def _bernoulli(self) -> bool:
+        """Two symbols, one component: kernels that evaluate one sigmoid per symbol (the same integers)."""
+        return self.grid.symbols == 2 and self.mean.shape[1] == 1
+
+    def _binary_args(self):
+        return self.grid.edges, self.mean, self._inv, self.weights, fp.sigmoid_table(), self.prec, self.floor
 
     def take(self, rows: slice) -> "LogisticMixture":
         """The codec of a slice of the symbols (rows of a batched model output); no re-validation needed."""

@@ -23,14 +23,20 @@ G = TypeVar("G")
 R = TypeVar("R")
 
 # Memory one lockstep group of chunks may hold in items (per worker): more chains share each network call, but
-# all their items sit in memory at once.
+# all their items sit in memory at once. A lockstep round's network outputs and codec parameters grow with the
+# number of chains too (MAX_LOCKSTEP bounds them), and wider rounds make each int8 product more efficient and
+# share each round's fixed costs among more items.
 LOCKSTEP_BYTES = 64 << 20
-MAX_LOCKSTEP = 64
+MAX_LOCKSTEP = 512
 
 
-def auto_lockstep(chunk_size: int, item_bytes: int) -> int:
-    """How many chunks to code in lockstep: as many as fit in ``LOCKSTEP_BYTES`` of items, 1 to ``MAX_LOCKSTEP``."""
-    return int(min(MAX_LOCKSTEP, max(1, LOCKSTEP_BYTES // max(1, chunk_size * item_bytes))))
+def auto_lockstep(chunk_size: int, item_bytes: int, chunks: int | None = None, workers: int = 1) -> int:
+    """How many chunks to code in lockstep: as many as fit in ``LOCKSTEP_BYTES`` of items, 1 to ``MAX_LOCKSTEP``;
+    given the number of ``chunks`` and ``workers`` > 1, no more than leaves every worker a group."""
+    width = int(min(MAX_LOCKSTEP, max(1, LOCKSTEP_BYTES // max(1, chunk_size * item_bytes))))
+    if chunks is not None and workers > 1:
+        width = min(width, max(1, -(-chunks // workers)))
+    return width
 
 
 def lockstep_groups(items: Iterable[G], lockstep: int) -> Iterator[list[G]]:

@@ -27,6 +27,7 @@ _SPAN = (2 * SIG_RANGE) << POS_BITS
 _PROD_LIMIT = np.int64(1) << np.int64(62)
 _SAFE_INV = np.int64(1) << np.int64(31)
 _POS_INV_SCALE = float(1 << (POS_BITS + INV_SCALE_BITS))
+_POS_UNIT = 1.0 / (1 << POS_BITS)
 
 # numba.njit, applied on the first call of any kernel here (bbarc.jit): importing this module loads no numba
 _kernels = KernelGroup(globals())
@@ -78,19 +79,35 @@ def _pop(state, buf, cf, start, freq, prec):
 
 @jit
 def push_uniform(state, buf, symbols, bits):
+    """``_push_head`` with frequency 1, written without its division: head << bits | symbol."""
+    h, n, b = state[0], state[1], np.uint64(bits)
     for i in range(len(symbols) - 1, -1, -1):
-        _push(state, buf, np.int64(symbols[i]), 1, bits)
+        if (h >> np.uint64(64 - bits)) >= np.uint64(1):
+            buf[n] = np.uint32(h & MASK32)
+            n += np.uint64(1)
+            h >>= U32
+        h = (h << b) + np.uint64(symbols[i])
+    state[0], state[1] = h, n
     return -1
 
 
 @jit
 def pop_uniform(state, buf, out, bits):
+    """``_pop_head`` with frequency 1: the symbol is the head's low bits, the head shifts down by ``bits``."""
     mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+    h, n, b = state[0], state[1], np.uint64(bits)
     for i in range(len(out)):
-        cf = np.int64(state[0] & mask)
-        if not _pop(state, buf, cf, cf, 1, bits):
-            return i
+        cf = np.int64(h & mask)
+        h2 = h >> b
+        if h2 < LOW:
+            if n == 0:
+                state[0], state[1] = h, n
+                return i
+            n -= np.uint64(1)
+            h2 = (h2 << U32) | np.uint64(buf[n])
+        h = h2
         out[i] = cf
+    state[0], state[1] = h, n
     return -1
 
 
@@ -238,14 +255,22 @@ def _search_sorted(values, x):
 @inline
 def _guess(cf, edges, step, r, mu, inv, w, prec):
     """The symbol whose slot probably holds ``cf``: the inverse CDF of the heaviest component, located on the
-    grid (directly when its edges are ``step`` apart, else by search). Only a starting point for the exact
-    integer search, so floating point is fine here: the popped symbol never depends on it."""
+    grid (directly when its edges are ``step`` apart or are the equal-mass logistic bins, else by search). Only
+    a starting point for the exact integer search, so floating point is fine here: the popped symbol never
+    depends on it."""
     m = 0
     for j in range(1, w.shape[1]):
         if w[r, j] > w[r, m]:
             m = j
     u = (cf + 0.5) / (np.int64(1) << np.int64(prec))
     e = mu[r, m] + np.log(u / (1.0 - u)) * _POS_INV_SCALE / inv[r, m]
+    if step < 0:  # the 2**-step bins of equal standard-logistic mass: bin floor(2**-step * sigmoid(e))
+        t = e * _POS_UNIT
+        if t >= 700.0:
+            return len(edges)
+        if t <= -700.0:
+            return 0
+        return min(np.int64((np.int64(1) << np.int64(-step)) / (1.0 + np.exp(-t))), len(edges))
     if step > 0:
         g = (e - edges[0]) / step + 1.0
         if g <= 0.0:
@@ -409,3 +434,108 @@ def pop_table_lanes(states, bufs, lanes, out, cdf, prec, status):
     n = out.shape[1]
     for p in range(len(lanes)):
         status[p] = pop_table(states[lanes[p]], bufs[lanes[p]], out[p], p * n, cdf, prec)
+
+
+# --- codec parameters from a network's integer outputs, in one pass (bbarc.plugins.heads) ---------------------
+# Each does what building a LogisticMixture from slices of the outputs does (split, clip the log-scales, integer
+# softmax, ``prepare_mixture``), writing contiguous (n, K) arrays. Return 0, or 1 if a mean is out of range.
+
+
+@inline
+def _inverse(ls, inv_table, ls_min):
+    return inv_table[min(max(ls, ls_min), ls_min + len(inv_table) - 1) - ls_min]
+
+
+@jit
+def latent_head(out, low, inv_table, ls_min, mean_limit, mean, log_scale, weights, inv):
+    """One logistic per latent from rows (B, 2C): C means, then C log-scales clipped below at ``low``."""
+    c_n = out.shape[1] // 2
+    for b in range(out.shape[0]):
+        for c in range(c_n):
+            r = b * c_n + c
+            mu, ls = out[b, c], max(out[b, c_n + c], low)
+            if abs(mu) > mean_limit:
+                return 1
+            mean[r, 0], log_scale[r, 0], weights[r, 0] = mu, ls, 1
+            inv[r, 0] = _inverse(ls, inv_table, ls_min)
+    return 0
+
+
+@jit
+def pixel_head(params, k, low, weight_table, inv_table, ls_min, mean_limit, mean, log_scale, weights, inv):
+    """A K-component mixture per row of ``params`` (n, 3K): K logits (weights as ``mixture_weights``), K means,
+    K log-scales clipped below at ``low``."""
+    for r in range(params.shape[0]):
+        top = params[r, 0]
+        for m in range(1, k):
+            top = max(top, params[r, m])
+        for m in range(k):
+            d = top - params[r, m]
+            weights[r, m] = weight_table[d] if d < len(weight_table) else 0
+            mu, ls = params[r, k + m], max(params[r, 2 * k + m], low)
+            if abs(mu) > mean_limit:
+                return 1
+            mean[r, m], log_scale[r, m] = mu, ls
+            inv[r, m] = _inverse(ls, inv_table, ls_min)
+    return 0
+
+
+@jit
+def check_means(mean, mean_limit):
+    """0 if every mean lies within +-``mean_limit``, else 1."""
+    for r in range(mean.shape[0]):
+        for m in range(mean.shape[1]):
+            if abs(mean[r, m]) > mean_limit:
+                return 1
+    return 0
+
+
+# --- two symbols, one component (a Bernoulli): the mixture kernels' integers with one sigmoid per symbol -------
+
+
+@inline
+def _binary_cut(r, edges, mu, inv, w, table, prec, floor):
+    """CDF(1) of row r: what ``_cdf(1, ...)`` gives for a one-component mixture over two symbols."""
+    return _finish(_mass(edges[0], r, mu, inv, w, table), 1, 2, table[len(table) - 1], prec, floor)
+
+
+@jit
+def push_binary_lanes(states, bufs, lanes, symbols, edges, mu, inv, w, table, prec, floor, status):
+    """``push_mixture_lanes`` for two symbols and one component."""
+    n = symbols.shape[1]
+    one = np.int64(1) << np.int64(prec)
+    for p in range(len(lanes)):
+        state, buf = states[lanes[p]], bufs[lanes[p]]
+        h, nw = state[0], state[1]
+        status[p] = -1
+        for i in range(n - 1, -1, -1):
+            cut = _binary_cut(p * n + i, edges, mu, inv, w, table, prec, floor)
+            lo, hi = (np.int64(0), cut) if symbols[p, i] == 0 else (cut, one)
+            if hi == lo:
+                status[p] = i  # a symbol of probability 0 cannot be coded
+                break
+            h, nw = _push_head(h, nw, buf, lo, hi - lo, prec)
+        state[0], state[1] = h, nw
+
+
+@jit
+def pop_binary_lanes(states, bufs, lanes, out, edges, mu, inv, w, table, prec, floor, status):
+    """``pop_mixture_lanes`` for two symbols and one component."""
+    n = out.shape[1]
+    one = np.int64(1) << np.int64(prec)
+    mask = (np.uint64(1) << np.uint64(prec)) - np.uint64(1)
+    for p in range(len(lanes)):
+        state, buf = states[lanes[p]], bufs[lanes[p]]
+        h, nw = state[0], state[1]
+        status[p] = -1
+        for i in range(n):
+            cut = _binary_cut(p * n + i, edges, mu, inv, w, table, prec, floor)
+            cf = np.int64(h & mask)
+            k = 1 if cut <= cf else 0
+            lo, hi = (cut, one) if k else (np.int64(0), cut)
+            h, nw, ok = _pop_head(h, nw, buf, cf, lo, hi - lo, prec)
+            if not ok:
+                status[p] = i
+                break
+            out[p, i] = k
+        state[0], state[1] = h, nw

@@ -304,3 +304,14 @@ def prepare_mixture(mean, log_scale, weights, inv_table, ls_min, mean_limit, wei
     idx = np.clip(log_scale, ls_min, ls_min + len(inv_table) - 1) - ls_min
     inv[...] = inv_table[idx]
     return min(faults)[2] if faults else 0
+
+
+def push_binary_lanes(states, bufs, lanes, symbols, edges, mu, inv, w, table, prec, floor, status):
+    """``kernels.push_binary_lanes``: the compiled kernel is a faster form of the mixture kernel for two symbols
+    and one component (the same integers, tests/test_ans.py), so the light one is the mixture kernel itself."""
+    push_mixture_lanes(states, bufs, lanes, symbols, edges, 0, mu, inv, w, table, prec, floor, status)
+
+
+def pop_binary_lanes(states, bufs, lanes, out, edges, mu, inv, w, table, prec, floor, status):
+    """``kernels.pop_binary_lanes``, as ``push_binary_lanes``."""
+    pop_mixture_lanes(states, bufs, lanes, out, edges, 0, mu, inv, w, table, prec, floor, status)

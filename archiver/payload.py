@@ -2,7 +2,8 @@
 
 Payload: u32 (little-endian) number of items stored verbatim in the seed header, then the chunk's ANS message
 (``bbarc.ans``). The bottom of the message is the seed header (``bbarc.codecs.Bytes``); the rest codes the other
-items (``bbarc.chain``). A chunk whose items are all in its header (a model-free family) is its header alone.
+items (``bbarc.chain``). A chunk whose items are all in its header (a model-free family) is its header alone. With
+the ``HEADERLESS`` flag in the prefix (chain header version 2), the seed header is there only when it holds items.
 
 Seed header, zstd-compressed: u32 length of a JSON object (header version, chunk index, item count, item shape,
 dtype, header item count, side data dtypes and shapes), the JSON, the header items' bytes, then each side array's
@@ -62,23 +63,32 @@ def raw_hash(items: np.ndarray) -> str:
     return CHECKSUM_PREFIX + h.hexdigest()
 
 
-def pack(n_header: int, message: bytes) -> bytes:
-    return _PREFIX.pack(n_header) + message
+# Payload prefix flag (chain header version 2): the chain's first coded item was pushed without bits back, and the
+# seed header is in the message only if it holds items (h > 0). Version-1 payloads never set it: their h is at most
+# the chunk's item count, below 2**31 but for a chunk of 2**31 items all in its header, whose prefix is exactly that.
+HEADERLESS = 1 << 31
+
+
+def pack(n_header: int, message: bytes, headerless: bool = False) -> bytes:
+    return _PREFIX.pack(n_header | (HEADERLESS if headerless else 0)) + message
 
 
 def header_item_count(payload: bytes) -> int:
     """How many of a payload's items sit in its seed header (unchecked: see ``unpack``)."""
-    return _PREFIX.unpack_from(payload)[0]
+    return _PREFIX.unpack_from(payload)[0] & (HEADERLESS - 1)
 
 
-def unpack(payload: bytes, n_items: int, chunk: int) -> tuple[int, bytes]:
-    """(number of header items, ANS message) of a chunk of ``n_items`` items, checked against that count."""
+def unpack(payload: bytes, n_items: int, chunk: int) -> tuple[int, bool, bytes]:
+    """(number of header items, whether the payload is ``HEADERLESS``, ANS message) of a chunk of ``n_items``
+    items, checked against that count."""
     if len(payload) < _PREFIX.size:
         raise CorruptArchiveError(f"chunk {chunk}: payload of {len(payload)} bytes is too short", chunk=chunk)
-    n_header = header_item_count(payload)
+    (prefix,) = _PREFIX.unpack_from(payload)
+    headerless = prefix >= HEADERLESS and prefix != n_items
+    n_header = prefix - HEADERLESS if headerless else prefix
     if n_header > n_items:
         raise CorruptArchiveError(f"chunk {chunk}: header claims {n_header} of {n_items} items", chunk=chunk)
-    return n_header, payload[_PREFIX.size :]
+    return n_header, headerless, payload[_PREFIX.size :]
 
 
 def seed_header(items: np.ndarray, n_header: int, chunk: int, side: dict[str, np.ndarray]) -> bytes:

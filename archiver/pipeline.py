@@ -104,7 +104,8 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
                 yield items, index, {}  # side data goes into the record, readable without decoding (v2)
 
         coded = resources.enter_context(closing(run_ordered(
-            lockstep_groups(chunks(), auto_lockstep(chunk_size, item_bytes) if lockstep is None else lockstep),
+            lockstep_groups(chunks(), lockstep if lockstep is not None else auto_lockstep(
+                chunk_size, item_bytes, -(-n // chunk_size), workers if executor is None else max(workers, 2))),
             local=lambda group, tick: encode_chunks(m, group, progress=tick),
             remote=lambda group: (encode_job, m, group),
             size=lambda group: sum(len(items) for items, _, _ in group),

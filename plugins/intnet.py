@@ -1,22 +1,23 @@
 """Integer-exact MLP inference.
 
-Weights and activations are integers, so a layer's result is an exact integer however it is computed; two
-backends compute it:
+Weights and activations are integers, so a layer's result is an exact integer however it is computed. Layers of
+v1 weight files run as float64 products, exact because weights |w| < 2**15, inputs < 2**16 (or the decoder's
+fixed-point latents) and fan-in <= 2**10 keep every product and partial sum an integer below 2**53. Int8 layers
+(inputs integers in [0, 255], weights |w| <= 2**14 - 1; the v2 files) take inputs offset by -128 and weights as
+two int8 planes (w = 256 * hi + lo, side by side), and get the planes' products from one of three backends, all
+giving the same integer sums:
 
-* float64 matrix products (numpy/BLAS): weights |w| < 2**15, inputs < 2**16 (or the decoder's fixed-point
-  latents), fan-in <= 2**10, so every product and partial sum is an integer below 2**53 and exact whatever the
-  summation order, batch size or thread count.
-* int8 products, for layers whose inputs are integers in [0, 255] and whose weights satisfy |w| <= 2**14 - 1.
-  Inputs go in with an offset of -128, weights as two int8 planes (w = 256 * hi + lo), so every product is at
-  most 128 * 128 = 2**14 in magnitude and, with fan-in <= 1024, every partial sum at most 2**24. Two ways compute
-  them exactly: float32 matrix products (numpy/BLAS: integers up to 2**24 are exact in float32, whatever the
-  order of the sums), the fastest at small batches and with nothing to import; and ``torch._int_mm`` (int32
-  accumulation, VNNI on x86), several times faster at larger ones. The choice is by batch (``TORCH_MIN_BATCH``,
-  where torch is installed): speed only, as both give the same integers (checked once each, ``_float32_exact``
-  and ``_torch``, against exact integer arithmetic).
+* float32 products (numpy/BLAS): every product is at most 2**14 and fan-in <= 1024 keeps every partial sum
+  within 2**24, so float32 is exact in any order (``_float32_exact`` checks this BLAS once, at the bound). Few
+  rows while the light kernels are in use (``bbarc.kernel_choice``): decoding a few items loads neither numba nor
+  torch; and every batch where torch is missing.
+* a compiled int16 loop that skips zero inputs (``intkernels.small_product``), for up to ``SMALL_BATCH`` rows
+  once the compiled kernels are in use: ``torch._int_mm``'s cost at one row is nearly that of dozens.
+* int8 x int8 -> int32 products (``torch._int_mm``, VNNI on x86) for larger batches: far faster there.
 
 Rescaling between layers is one IEEE float64 multiply and a floor per value (correctly rounded, so identical
-everywhere), then a clip at the layer's ``act_max``. The result: the same integers on every machine.
+everywhere), then a clip at the layer's ``act_max``; numpy's form (light) and the compiled one-pass forms
+(``bbarc.plugins.intkernels``) do the same float64 operations. The result: the same integers on every machine.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ import numpy as np
 
 from bbarc.errors import CodingError, ModelError
 from bbarc.execution import refresh_thread_cap
+from bbarc.kernel_choice import compiled_now
+from bbarc.plugins import intkernels
 from bbarc.plugins.weightfiles import read_weights, write_weights
 
 ACT_MAX = float((1 << 16) - 1)
@@ -35,9 +38,8 @@ WEIGHT_MAX = (1 << 15) - 1
 MAX_FAN_IN = 1 << 10
 INT8_IN_MAX = 255.0  # int8 layers take inputs in [0, 255]
 INT8_WEIGHT_MAX = (1 << 14) - 1  # and weights that split into two int8 planes
-# Batches this large use torch's int8 product when torch is installed (importing it costs seconds, once); smaller
-# ones, and every batch without torch, the float32 product, as fast or faster there. Decoding one item is batch 1.
-TORCH_MIN_BATCH = 4
+SMALL_BATCH = 4  # rows up to which int8 layers skip torch (float32 products, or the compiled small loop)
+TORCH_MIN_BATCH = SMALL_BATCH + 1  # rows from which they take torch's product, where torch is installed
 
 
 @functools.lru_cache(maxsize=1)
@@ -65,83 +67,88 @@ def _torch():
         got = torch._int_mm(torch.from_numpy(a.astype(np.int8)), torch.from_numpy(b.astype(np.int8))).numpy()
         if not np.array_equal(got, a @ b):
             return None
-    except Exception:  # no torch, or no int8 product on this build or CPU: coding still works, in float64
+    except Exception:  # no torch, or no int8 product on this build or CPU: float32 gives the same integers
         return None
-    refresh_thread_cap()  # the networks are often built inside a coding call: cap torch's threads from now on
+    refresh_thread_cap()  # often loaded inside a coding call: cap torch's threads from now on
     return torch
 
 
 @functools.lru_cache(maxsize=1)
-def _intkernels():
-    """The compiled requantise/combine (numba), loaded on the first large batch."""
-    from bbarc.plugins import intkernels
-
+def _compiled():
+    """``intkernels``, its numba loaded: a first compiled call loads more libraries (scipy's BLAS, a thread pool
+    of its own), often inside a coding call, which must cap that pool too."""
     one = np.zeros((1, 1))
-    intkernels.requantise(one, np.ones(1), 1.0, False, one)  # numba loads more libraries (a BLAS) on a first call
-    refresh_thread_cap()  # inside a coding call: cap their threads from now on
+    intkernels.requantise(one, np.ones(1), 1.0, False, one)
+    refresh_thread_cap()
     return intkernels
 
 
 class _Float64Layer:
     takes_int8 = False
+    small = None
 
     def __init__(self, w: np.ndarray, b: np.ndarray):
         self.wt, self.b = w.astype(np.float64).T, b.astype(np.float64)
+        self.n_out = w.shape[0]
 
-    def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
+    def __call__(self, a: np.ndarray, offset: bool, light: bool) -> np.ndarray:
         acc = np.asarray(a, dtype=np.float64) @ self.wt
         acc += self.b
         return acc
 
-
-def _requantise(acc: np.ndarray, rescale: np.ndarray, act_max: float, to_int8: bool) -> np.ndarray:
-    """min(floor(max(acc, 0) * rescale), act_max) per value (correctly rounded float64 operations); with
-    ``to_int8``, int8 values minus 128: the input form of an int8 layer. Large batches in one compiled pass."""
-    if len(acc) >= TORCH_MIN_BATCH:
-        out = np.empty(acc.shape, np.int8 if to_int8 else np.float64)
-        _intkernels().requantise(acc, rescale, act_max, to_int8, out)
-        return out
-    v = np.minimum(np.floor(np.maximum(acc, 0.0) * rescale), act_max)
-    return (v - 128.0).astype(np.int8) if to_int8 else v
+    def combine(self, acc: np.ndarray, light: bool) -> np.ndarray:
+        return acc
 
 
 class _Int8Layer:
+    """An int8 layer (see the module docstring). Its products are (B, 2 * out), hi's then lo's; ``combine`` gives
+    the exact accumulators hi * 256 + lo + offset. The small compiled loop computes sum(a * w) - 128 * colsum in
+    int32: used only where 255 * sum(|w|) of every column is below 2**31 (checked here)."""
+
     takes_int8 = True
 
     def __init__(self, w: np.ndarray, b: np.ndarray):
-        self.out = len(w)
-        self.planes = np.empty((2 * self.out, w.shape[1]), np.float32)  # (2 * out, in): hi over lo
-        hi, lo = self.planes[: self.out], self.planes[self.out :]
-        np.add(w, 128.0, out=hi)  # hi = floor((w + 128) / 256), lo = w - 256 * hi: exact, |w| < 2**14 in float32
-        np.floor(np.multiply(hi, 1.0 / 256.0, out=hi), out=hi)
-        np.subtract(w, np.multiply(hi, 256.0, out=lo), out=lo)
-        self.offset = 128.0 * w.sum(axis=1) + b  # undoes the -128 input offset; exact (integers below 2**53)
+        w = w.astype(np.int64)
+        lo = (w + 128) % 256 - 128
+        hi = (w - lo) // 256
+        self.n_out = w.shape[0]
+        self.planes = np.ascontiguousarray(np.hstack([hi.T, lo.T]), dtype=np.float32)  # (in, 2 * out)
+        self.offset = (128.0 * w.sum(axis=1) + b).astype(np.float64)  # undoes the -128 input offset; exact
+        self.small = None
+        if INT8_IN_MAX * np.abs(w).sum(axis=1).max() < 2.0**31:
+            self.small = (np.ascontiguousarray(w.T, dtype=np.int16), (128 * w.sum(axis=1)).astype(np.int32))
         self._torch_planes = None
 
-    def __call__(self, a: np.ndarray, offset: bool = False) -> np.ndarray:
-        """``a``: integers in [0, 255]; with ``offset``, int8 values already minus 128 (from ``_requantise``)."""
+    def __call__(self, a: np.ndarray, offset: bool, light: bool) -> np.ndarray:
+        """The products of ``a`` with both weight planes. ``a``: integers in [0, 255]; with ``offset``, int8
+        values already minus 128 (from the requantise step before)."""
         a = np.asarray(a)
-        if not offset:
-            if a.size and (a.min() < 0 or a.max() > INT8_IN_MAX):
-                raise CodingError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
-            a = (a - 128).astype(np.int8)
-        torch = _torch() if len(a) >= TORCH_MIN_BATCH else None
-        if torch is None:
-            both = a.astype(np.float32) @ self.planes.T  # exact: see the module docstring
-            hi, lo = both[:, : self.out], both[:, self.out :]
-        else:
-            if self._torch_planes is None:
-                planes = self.planes.astype(np.int8)
-                self._torch_planes = tuple(torch.from_numpy(np.ascontiguousarray(p.T)) for p in
-                                           (planes[: self.out], planes[self.out :]))  # (in, out): _int_mm's fast layout
-            x = torch.from_numpy(a)
-            hi, lo = (torch._int_mm(x, p).numpy() for p in self._torch_planes)
-            out = np.empty(hi.shape, np.float64)
-            _intkernels().combine(hi, lo, self.offset, out)
+        if not offset and a.size and (a.min() < 0 or a.max() > INT8_IN_MAX):
+            raise CodingError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
+        rows = len(a)
+        if not light and rows <= SMALL_BATCH and rows < TORCH_MIN_BATCH and self.small is not None:
+            out = np.empty((rows, 2 * self.n_out), np.int32)
+            _compiled().small_product(a, 128 if offset else 0, *self.small, out)
             return out
-        out = np.multiply(hi, 256.0, dtype=np.float64)  # hi * 256 + lo + offset, all exact in float64
-        out += lo
-        out += self.offset
+        if not offset:
+            a = (a - 128).astype(np.int8)
+        torch = None if rows < TORCH_MIN_BATCH and _float32_exact() else _torch()
+        if torch is None:  # (int8 layers exist only where float32 is exact or torch works)
+            return a.astype(np.float32) @ self.planes  # exact: see the module docstring
+        if self._torch_planes is None:
+            self._torch_planes = torch.from_numpy(self.planes.astype(np.int8))  # _int_mm's fast layout
+        return torch._int_mm(torch.from_numpy(a), self._torch_planes).numpy()
+
+    def combine(self, prod: np.ndarray, light: bool) -> np.ndarray:
+        """The layer's exact accumulators (float64) from ``__call__``'s products."""
+        if light:
+            n = self.n_out
+            out = np.multiply(prod[:, :n], 256.0, dtype=np.float64)  # hi * 256 + lo + offset: exact in float64
+            out += prod[:, n:]
+            out += self.offset
+            return out
+        out = np.empty((len(prod), self.n_out), np.float64)
+        _compiled().combine_planes(prod, self.offset, out)
         return out
 
 
@@ -168,7 +175,7 @@ class IntMLP:
             raise ModelError(f"IntMLP needs one integer activation clip in [1, {ACT_MAX:.0f}] per hidden layer and an "
                              "integer (or infinite) input bound")
         object.__setattr__(self, "act_max", act_max)
-        int8 = self.int8 and _float32_exact()
+        int8 = self.int8 and (_float32_exact() or _torch() is not None)
         layers = []
         for w, b, bound in zip(self.weights, self.biases, (self.in_max, *act_max)):
             fits = bound <= INT8_IN_MAX and np.abs(w).max() <= INT8_WEIGHT_MAX
@@ -180,13 +187,58 @@ class IntMLP:
         return tuple("int8" if layer.takes_int8 else "float64" for layer in self._layers)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        light = _light(len(x))
+        return self._layers[-1].combine(self._hidden(x, light), light)
+
+    def affine_bound(self, mul: np.ndarray, add: np.ndarray) -> float:
+        """An upper bound on ``|affine(x, mul, add)|`` over every input: the last layer's inputs lie in [0, its
+        input clip], so |sum| <= sum(|w|) * clip + |b|; a relative margin covers the bound's own rounding, and 1
+        the floor."""
+        clip = self.act_max[-1] if len(self.weights) > 1 else self.in_max
+        acc = np.abs(self.weights[-1]).sum(axis=1) * clip + np.abs(self.biases[-1])
+        return float((np.abs(mul) * acc + np.abs(add)).max() * (1 + 1e-9) + 1)
+
+    def affine(self, x: np.ndarray, mul: np.ndarray, add: np.ndarray) -> np.ndarray:
+        """``affine_floor(self(x), mul, add)`` (one ``mul``, ``add`` per output); compiled, in one pass over the
+        last layer's products."""
+        light = _light(len(x))
+        prod, last = self._hidden(x, light), self._layers[-1]
+        if light or not last.takes_int8:
+            return affine_floor(last.combine(prod, light), mul, add)
+        out = np.empty((len(prod), last.n_out), np.int64)
+        _compiled().affine_planes(prod, last.offset, np.ascontiguousarray(mul, np.float64),
+                                  np.ascontiguousarray(add, np.float64), out)
+        return out
+
+    def _hidden(self, x: np.ndarray, light: bool) -> np.ndarray:
+        """Every layer but the last's rescaling: what the last layer returns (its ``combine`` gives its sums)."""
         a, offset = np.asarray(x), False
         for i, layer in enumerate(self._layers):
-            acc = layer(a, offset)
+            acc = layer(a, offset, light)
             if i + 1 < len(self._layers):
-                offset = self._layers[i + 1].takes_int8
-                a = _requantise(acc, self.rescale[i], self.act_max[i], offset)
+                to_int8 = self._layers[i + 1].takes_int8
+                if light:
+                    a = _requantise(layer.combine(acc, True), self.rescale[i], self.act_max[i], to_int8)
+                else:
+                    a = np.empty((len(acc), layer.n_out), np.int8 if to_int8 else np.float64)
+                    if layer.takes_int8:
+                        _compiled().requantise_planes(acc, layer.offset, self.rescale[i], self.act_max[i], to_int8, a)
+                    else:
+                        _compiled().requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
+                offset = to_int8
         return acc
+
+
+def _light(rows: int) -> bool:
+    """numpy steps (no numba) for a network call of ``rows`` rows: few rows while the light kernels are in use."""
+    return rows < TORCH_MIN_BATCH and not compiled_now()
+
+
+def _requantise(acc: np.ndarray, rescale: np.ndarray, act_max: float, to_int8: bool) -> np.ndarray:
+    """min(floor(max(acc, 0) * rescale), act_max) per value (correctly rounded float64 operations, as
+    ``intkernels.requantise``); with ``to_int8``, int8 values minus 128: the input form of an int8 layer."""
+    v = np.minimum(np.floor(np.maximum(acc, 0.0) * rescale), act_max)
+    return (v - 128.0).astype(np.int8) if to_int8 else v
 
 
 def affine_floor(acc: np.ndarray, mul: np.ndarray, add: np.ndarray) -> np.ndarray:

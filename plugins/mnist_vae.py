@@ -13,12 +13,12 @@ from functools import cached_property
 import numpy as np
 
 from bbarc import fixedpoint as fp
-from bbarc.codecs import Grid, LogisticMixture
+from bbarc.codecs import LogisticMixture
 from bbarc.errors import UsageError
 from bbarc.hookspecs import hookimpl
 from bbarc.model import ItemSpec, LatentLayer, Model, ModelFamily, check_spec, missing_weights
-from bbarc.plugins.heads import latent_codec, pixel_codec
-from bbarc.plugins.intnet import affine_floor, build_nets
+from bbarc.plugins.heads import bernoulli_codec, latent_codec, pixel_codec
+from bbarc.plugins.intnet import build_nets
 from bbarc.plugins.weightfiles import WeightsFile, find_shipped
 
 LATENT_BITS = 12
@@ -52,6 +52,11 @@ class MnistVAE(Model):
         workers code (``--workers``) never builds them (nor imports torch)."""
         return build_nets(self.weights.contents[1])
 
+    @cached_property
+    def _logit_bound(self) -> float:
+        nets, extra = self._nets
+        return nets["dec"].affine_bound(extra["dec.out_mul"], extra["dec.out_add"])
+
     @property
     def latent_layers(self):
         return (LatentLayer((self._config["latent"],), LATENT_BITS),)
@@ -73,15 +78,15 @@ class MnistVAE(Model):
             )
     def posterior(self, layer: int, below: np.ndarray) -> LogisticMixture:
         nets, extra = self._nets
-        out = affine_floor(nets["enc"](below.reshape(len(below), -1)), extra["enc.out_mul"], extra["enc.out_add"])
+        out = nets["enc"].affine(below.reshape(len(below), -1), extra["enc.out_mul"], extra["enc.out_add"])
         return latent_codec(out, self._config["latent_log_scale_min"], LATENT_BITS, self.latent_precision, floor=False)
 
     def conditional(self, layer: int, above: np.ndarray) -> LogisticMixture:
         nets, extra = self._nets
         z = fp.logistic_bin_centres(LATENT_BITS)[above]
-        out = affine_floor(nets["dec"](z), extra["dec.out_mul"], extra["dec.out_add"])
+        out = nets["dec"].affine(z, extra["dec.out_mul"], extra["dec.out_add"])
         if self.binary:
-            return LogisticMixture(Grid.binary(), out.reshape(-1), 0, 1, self.obs_precision)
+            return bernoulli_codec(out, self.obs_precision, self._logit_bound)
         return pixel_codec(out, self._config["mixtures"], self._config["log_scale_min"], self.obs_precision)
 
 

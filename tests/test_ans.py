@@ -224,3 +224,37 @@ def test_byte_strings_of_different_lengths_share_one_call():
     stack.push(Uniform(2, 16), [0, 200])  # a length of 200 bytes on a message holding 32 bits
     out, status = Bytes().pop_lanes(stack.lanes, stack.ids)
     assert out == [None] and status[0] >= 0
+
+
+@pytest.mark.parametrize("floor", [True, False])
+def test_bernoulli_kernels_code_as_the_mixture_kernels(floor):
+    """Two symbols and one component take kernels with one sigmoid per symbol: they must push exactly the message
+    the general mixture kernels push, and pop the same symbols, for logits and scales from sharp to flat."""
+    from bbarc import kernels
+
+    rng = np.random.default_rng(3)
+    n_lanes, n = 5, 600
+    mean = rng.integers(-(40 << 16), 40 << 16, (n_lanes * n, 1))
+    mean[::9] = rng.integers(-(1 << 30), 1 << 30, (len(mean[::9]), 1))
+    log_scale = rng.integers(fp.LOG_SCALE_MIN - 10, fp.LOG_SCALE_MAX + 10, (n_lanes * n, 1))
+    codec = LogisticMixture(Grid.binary(), mean, log_scale, 1, 16, floor=floor)
+    widths = np.diff(codec.cdf_table(), axis=1)
+    symbols = (rng.random(len(mean)) < 0.5).astype(np.int64)
+    symbols[widths[np.arange(len(mean)), symbols] == 0] ^= 1  # codable symbols only
+    symbols = symbols.reshape(n_lanes, n)
+    ids = np.arange(n_lanes, dtype=np.int64)
+    general = (kernels.push_mixture_lanes, kernels.pop_mixture_lanes, codec._args())
+    binary = (kernels.push_binary_lanes, kernels.pop_binary_lanes, codec._binary_args())
+    messages, popped, seeds = [], [], rng.integers(0, 1 << 16, (n_lanes, 64))
+    for push, pop, args in (general, binary):
+        lanes = AnsLanes(n_lanes, 4096)
+        for j in range(n_lanes):
+            Stack(lanes, j).push(Uniform(64, 16), seeds[j])
+        seeded_states = lanes.states.copy()
+        assert (lanes.run_push(push, ids, n, symbols, *args) == -1).all()
+        messages.append([lanes.message(j) for j in range(n_lanes)])
+        out = np.empty((n_lanes, n), np.int64)
+        assert (lanes.run_pop(pop, ids, out, *args) == -1).all()
+        assert np.array_equal(lanes.states, seeded_states)
+        popped.append(out)
+    assert messages[0] == messages[1] and np.array_equal(popped[0], symbols) and np.array_equal(popped[1], symbols)

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 import bbarc
+from bbarc import chain
 from bbarc.chain import decode_chunk, decode_chunks, encode_chunk, encode_chunks
+from bbarc.payload import HEADERLESS, header_item_count
 from bbarc.errors import CorruptArchiveError
 from bbarc.formats.container import ArchiveReader
 from tests.helpers import bound_model
@@ -26,11 +28,70 @@ def test_chunk_round_trip(model_id, mnist, mnist_binary):
 
 def test_the_header_seeds_the_chain_and_items_move_into_it_only_when_needed(mnist):
     model = bound_model("mnist-vae")
-    payload = encode_chunk(model, mnist[:5])
+    payload = encode_chunk(model, mnist[:5], header_version=1)
     (n_header,) = struct.unpack_from("<I", payload)
     assert n_header <= 1  # the compressed header alone (plus at most one item) pays for the first pops
     out, _ = decode_chunk(model, payload, 5, (28, 28), np.dtype(np.uint8))
     assert np.array_equal(out, mnist[:5])
+
+
+@pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-vae-binary"])
+def test_version_2_chains_start_without_a_seed_and_cost_less(model_id, mnist, mnist_binary):
+    """Version 2: the first item draws its latents from scratch bits and pays for them, no seed header is pushed,
+    which costs less than the seed header did; any chunk of a lockstep group decodes alone, either form decodes
+    beside the other, and a chunk with side data (format 1's records) keeps its seed header."""
+    model = bound_model(model_id)
+    items = (mnist_binary if model_id.endswith("binary") else mnist)[:24]
+    chunks = [(items[:8], 0, {}), (items[8:20], 1, {}), (items[20:], 2, {})]
+    new, old = encode_chunks(model, chunks), encode_chunks(model, chunks, header_version=1)
+    assert new == [encode_chunk(model, *c) for c in chunks]
+    for p, (part, index, _) in zip(new, chunks):
+        assert struct.unpack_from("<I", p)[0] == HEADERLESS and header_item_count(p) == 0
+        out, side = decode_chunk(model, p, len(part), (28, 28), np.dtype(np.uint8), chunk=index)
+        assert np.array_equal(out, part) and side == {}
+    decoded = decode_chunks(model, [(p, len(c[0]), c[1]) for p, c in zip(new + old, chunks + chunks)], (28, 28),
+                            np.dtype(np.uint8))
+    assert all(np.array_equal(items, c[0]) for (items, _), c in zip(decoded, chunks + chunks))
+    # one item per chunk: the difference is the seed header less the first item's bits back, little else
+    ones = [(items[i : i + 1], i, {}) for i in range(8)]
+    saved = [len(q) - len(p) for p, q in zip(encode_chunks(model, ones), encode_chunks(model, ones, header_version=1))]
+    assert min(saved) >= 8
+    labelled = encode_chunk(model, items[:4], side={"labels": np.arange(4)})
+    assert struct.unpack_from("<I", labelled)[0] == 0
+    assert decode_chunk(model, labelled, 4, (28, 28), np.dtype(np.uint8))[1]["labels"].tolist() == [0, 1, 2, 3]
+
+
+def test_bit_swap_chains_keep_their_seed_header(mnist):
+    """Over a bits-back prior (two latent layers), a first item drawing every layer from scratch would cost more
+    than the seed header: those chains keep version 1's form."""
+    model = bound_model("mnist-hvae")
+    assert encode_chunk(model, mnist[:6]) == encode_chunk(model, mnist[:6], header_version=1)
+
+
+def test_a_version_2_chain_that_restarts_keeps_its_header_items(mnist):
+    """A pop after the first item that runs short restarts the chain with an item in a seed header; the first
+    coded item still pushes without bits back."""
+    model = bound_model("mnist-vae")
+    chunk = [(mnist[:6], 0, {})]
+    lanes_before = chain._push_round
+
+    def failing_once(codec, lanes, chains, calls=[]):  # noqa: B006 - counts calls across the chain's rounds
+        advanced = lanes_before(codec, lanes, chains)
+        if len(calls) == 1 and chains and not chains[0].first and chains[0].n_header == 0:
+            chains[0].n_header += 1
+            chains[0].restart()
+            advanced = []
+        calls.append(1)
+        return advanced
+
+    chain._push_round = failing_once
+    try:
+        (payload,) = encode_chunks(model, chunk)
+    finally:
+        chain._push_round = lanes_before
+    assert struct.unpack_from("<I", payload)[0] == HEADERLESS | 1
+    out, _ = decode_chunk(model, payload, 6, (28, 28), np.dtype(np.uint8))
+    assert np.array_equal(out, mnist[:6])
 
 
 def test_bits_back_rate_is_close_to_the_model_rate(mnist):
@@ -88,7 +149,9 @@ def test_the_chain_writes_the_golden_payloads_byte_for_byte(path):
         in_chain = labels is not None and reader.version == 1  # version 2 keeps side data outside the chain
         chunks = [(items[c.first_item : c.stop_item], c.index,
                    {"labels": labels[c.first_item : c.stop_item]} if in_chain else {}) for c in reader.chunks]
-        assert encode_chunks(archive.model(), chunks) == [bytes(reader.read_chunk(c.index)) for c in reader.chunks]
+        version = archive.metadata.coding.params["header_version"]
+        assert encode_chunks(archive.model(), chunks, header_version=version) == [
+            bytes(reader.read_chunk(c.index)) for c in reader.chunks]
 
 
 @pytest.mark.parametrize("model_id", ["mnist-vae", "mnist-hvae"])

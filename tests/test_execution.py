@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bbarc.errors import UsageError
-from bbarc.execution import auto_lockstep, LOCKSTEP_BYTES, lockstep_groups, run_ordered
+from bbarc.execution import auto_lockstep, LOCKSTEP_BYTES, MAX_LOCKSTEP, lockstep_groups, run_ordered
 
 
 def square_all(group):
@@ -53,4 +53,5 @@ def test_bad_sizes_are_usage_errors():
         lockstep_groups(range(3), 0)
     with pytest.raises(UsageError, match="workers"):
         next(run_ordered([[1]], local=None, remote=None, size=len, workers=0))
-    assert auto_lockstep(1, 1) == 64 and auto_lockstep(10, LOCKSTEP_BYTES) == 1
+    assert auto_lockstep(1, 1) == MAX_LOCKSTEP and auto_lockstep(10, LOCKSTEP_BYTES) == 1
+    assert auto_lockstep(1, 1, chunks=10, workers=3) == 4 and auto_lockstep(1, 1, chunks=10) == MAX_LOCKSTEP

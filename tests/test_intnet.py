@@ -114,3 +114,44 @@ def test_archives_are_the_same_bytes_without_torch(monkeypatch, mnist):
         assert set(slow._nets[0]["dec"].backends) == ({"float64", "int8"} if float32 else {"float64"})
         assert encode_chunk(slow, mnist[:6]) == payload
         assert np.array_equal(decode_chunk(slow, payload, 6, (28, 28), np.dtype(np.uint8))[0], mnist[:6])
+
+
+def test_small_batches_take_the_compiled_product_only_where_int32_sums_are_exact(monkeypatch):
+    """Up to SMALL_BATCH rows, int8 layers sum in int32 without _int_mm: only while 255 * sum(|w|) of every column
+    stays below 2**31; the results are the exact integers either way."""
+    pytest.importorskip("torch")
+    from bbarc.plugins import intnet
+
+    monkeypatch.setenv("BBARC_KERNELS", "compiled")  # light kernels in use, few rows take float32 products
+
+    rng = np.random.default_rng(4)
+    narrow = rng.integers(-16383, 16384, (6, 512)).astype(np.float64)
+    wide = np.full((2, 1024), 16383.0)  # 255 * 16383 * 1024 > 2**31
+    for w, small in ((narrow, True), (wide, False)):
+        net = IntMLP((w,), (np.arange(len(w), dtype=np.float64),), (), (), in_max=255.0)
+        assert net.backends == ("int8",) and (net._layers[0].small is not None) == small
+        x = rng.integers(0, 256, (intnet.SMALL_BATCH + 3, w.shape[1]))
+        x[:, ::3] = 0  # the compiled loop skips zero inputs
+        x[0] = 255
+        for rows in (x[:1], x[: intnet.SMALL_BATCH], x):
+            assert np.array_equal(net(rows), _reference(net, rows))
+
+
+def test_affine_bound_holds_for_the_extreme_inputs():
+    """``affine_bound`` lets the binary model skip checking its logits: it must bound the outputs of any input,
+    the inputs that drive every last-layer activation to 0 or to its clip included."""
+    _, nets, extra, _ = load_weights("mnist-vae-binary-2.npz")
+    dec = nets["dec"]
+    bound = dec.affine_bound(extra["dec.out_mul"], extra["dec.out_add"])
+    assert bound < 1 << 30  # (so the check is skipped)
+    rng = np.random.default_rng(5)
+    width = dec.weights[0].shape[1]
+    z = np.concatenate([rng.integers(-(1 << 20), 1 << 20, (64, width)), np.full((1, width), 1 << 20),
+                        np.full((1, width), -(1 << 20))])
+    assert np.abs(dec.affine(z, extra["dec.out_mul"], extra["dec.out_add"])).max() <= bound
+    w, b = dec.weights[-1], dec.biases[-1]
+    mul, add = extra["dec.out_mul"], extra["dec.out_add"]
+    # the largest and smallest sums each output can reach: its positive (negative) weights times the clip
+    top = np.clip(w, 0, None).sum(axis=1) * dec.act_max[-1] + b
+    low = np.clip(w, None, 0).sum(axis=1) * dec.act_max[-1] + b
+    assert np.abs(np.floor(np.stack([top, low]) * mul + add)).max() <= bound

@@ -1,6 +1,7 @@
 """Writes the golden archives of the current format version. Run once per new format version, never to
 overwrite existing files: every later bbarc must decode them (tests/test_golden.py). Version 1 files were
-written by bbarc before format 2 existed; this writes the version-2 ones.
+written by bbarc before format 2 existed; this writes the version-2 ones (and the cases a later change to the
+chunk payloads added, such as chain header version 2).
 
     python -m tests.golden.make_golden
 """
@@ -19,7 +20,9 @@ VERSION = 2  # what bbarc.compress writes now
 CASES_OF_VERSION = {
     1: ("mnist-vae", "mnist-vae-binary", "zstd-float32be", "mnist-hvae", "mnist-vae-weights2",
         "mnist-vae-binary-weights2"),
-    2: ("mnist-vae", "mnist-vae-binary", "zstd-float32be", "mnist-hvae"),
+    2: ("mnist-vae", "mnist-vae-binary", "zstd-float32be", "mnist-hvae",
+        # chain header version 2 (HEADERLESS payloads); the cases above have version 1's seeded chains
+        "mnist-vae-chain2", "mnist-vae-binary-chain2"),
 }
 
 
@@ -39,6 +42,8 @@ def golden_inputs() -> dict[str, tuple[str, np.ndarray, np.ndarray | None, int]]
         # the plugins' second weight files (int8 backend); the cases above were written with the first ones
         "mnist-vae-weights2": ("mnist-vae", x, labels, 10),
         "mnist-vae-binary-weights2": ("mnist-vae-binary", binary, None, 10),
+        "mnist-vae-chain2": ("mnist-vae", x, labels, 10),
+        "mnist-vae-binary-chain2": ("mnist-vae-binary", binary, None, 10),
     }
 
 
