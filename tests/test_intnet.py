@@ -76,11 +76,20 @@ def test_int8_products_are_exact_at_the_bound(torch_from, monkeypatch):
 
 
 def test_float32_product_is_checked(monkeypatch):
-    """A BLAS whose float32 product is not exact leaves the int8 layers to the float64 backend."""
+    """A BLAS whose float32 product is not exact leaves the int8 layers to torch's product at every batch size
+    (one row included), or to the float64 backend where torch is missing too."""
     import bbarc.plugins.intnet as intnet
 
     assert intnet._float32_exact()
     monkeypatch.setattr(intnet, "_float32_exact", lambda: False)
+    if intnet._torch() is not None:
+        _, nets, _, _ = load_weights("mnist-vae-2.npz")
+        enc = nets["enc"]
+        assert set(enc.backends) == {"int8"}
+        x = np.random.default_rng(1).integers(0, 256, (3, 784))
+        for rows in (x[:1], x):
+            assert np.array_equal(enc(rows), _reference(enc, rows))
+    monkeypatch.setattr(intnet, "_torch", lambda: None)
     _, nets, _, _ = load_weights("mnist-vae-2.npz")
     assert set(nets["enc"].backends) == {"float64"}
 
