@@ -16,7 +16,9 @@ One untimed ``get`` comes first, so that numba's cache is filled: a first comman
 says so), which this does not measure.
 
 The machine is shared: wall-clock figures are noisy, CPU figures less so. Environment variables pass through to
-the commands (``BBARC_LOAD_PLUGINS`` is recorded). Results: ``--out``/cli_speed.txt and cli_speed.json.
+the commands (``BBARC_LOAD_PLUGINS`` is recorded), but for ``PYTHONDONTWRITEBYTECODE``, which is dropped: a user's
+bbarc runs from bytecode (``pip install`` compiles it; an editable install writes it on the first run, the untimed
+one here), as the baseline's numpy and h5py do; with it set, every command would compile bbarc from source. Results: ``--out``/cli_speed.txt and cli_speed.json.
 """
 from __future__ import annotations
 
@@ -171,10 +173,12 @@ def main() -> None:
                                     "script beside this Python)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
+    dropped = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # see the module docstring
     data = datasets(args.data, args.limit)
     bbarc = args.bbarc.split() if args.bbarc else bbarc_command()
     report = dict(bbarc=bbarc, machine=f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {platform.platform()}",
                   load_average=os.getloadavg(), bbarc_load_plugins=os.environ.get("BBARC_LOAD_PLUGINS"),
+                  dropped_pythondontwritebytecode=dropped is not None,
                   items={m: len(data[m]) for m in args.models})
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_coding:

@@ -108,16 +108,36 @@ class _Int8Layer:
     takes_int8 = True
 
     def __init__(self, w: np.ndarray, b: np.ndarray):
-        w = w.astype(np.int64)
+        self._w = w.astype(np.int16)  # |w| < 2**14: the planes' arithmetic fits (and transposing int16 is cheap)
+        self.n_out = len(w)
+        self.b = np.asarray(b, np.float64)
+        self.offset = 128.0 * self._w.sum(axis=1, dtype=np.int64) + self.b  # undoes the -128 input offset; exact
+        self._torch_planes = None
+
+    @functools.cached_property
+    def planes(self) -> np.ndarray:
+        """Both int8 planes side by side, float32 (in, 2 * out): hi's, then lo's."""
+        w = self._w
         lo = (w + 128) % 256 - 128
         hi = (w - lo) // 256
-        self.n_out = w.shape[0]
-        self.planes = np.ascontiguousarray(np.hstack([hi.T, lo.T]), dtype=np.float32)  # (in, 2 * out)
-        self.offset = (128.0 * w.sum(axis=1) + b).astype(np.float64)  # undoes the -128 input offset; exact
-        self.small = None
-        if INT8_IN_MAX * np.abs(w).sum(axis=1).max() < 2.0**31:
-            self.small = (np.ascontiguousarray(w.T, dtype=np.int16), (128 * w.sum(axis=1)).astype(np.int32))
-        self._torch_planes = None
+        planes = np.empty((w.shape[1], 2 * self.n_out), np.float32)
+        planes[:, : self.n_out] = hi.T
+        planes[:, self.n_out :] = lo.T
+        return planes
+
+    @functools.cached_property
+    def _dense(self) -> np.ndarray:
+        """The weights, float64 (in, out), for the light path's products over the nonzero inputs only."""
+        return np.ascontiguousarray(self._w.T, dtype=np.float64)
+
+    @functools.cached_property
+    def small(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The compiled small loop's int16 (in, out) weights and 128 * column sums; None where int32 could
+        overflow. Made on first use: decoding a few items with the light kernels never needs it."""
+        w = self._w
+        if INT8_IN_MAX * np.abs(w.astype(np.int64)).sum(axis=1).max() >= 2.0**31:
+            return None
+        return np.ascontiguousarray(w.T), (128 * w.sum(axis=1, dtype=np.int64)).astype(np.int32)
 
     def __call__(self, a: np.ndarray, offset: bool, light: bool) -> np.ndarray:
         """The products of ``a`` with both weight planes. ``a``: integers in [0, 255]; with ``offset``, int8
@@ -126,6 +146,15 @@ class _Int8Layer:
         if not offset and a.size and (a.min() < 0 or a.max() > INT8_IN_MAX):
             raise CodingError(f"int8 layer inputs must lie in [0, 255], got [{a.min()}, {a.max()}]")
         rows = len(a)
+        if light:  # the accumulators themselves: sum(a * w) + b over the nonzero inputs (most pixels and many
+            # activations are 0), exact in float64: |a * w| < 2**22, fan-in <= 1024 and |b| < 2**52
+            x = np.asarray(a, np.float64)
+            acc = np.empty((rows, self.n_out))
+            for i, row in enumerate(x):
+                nz = np.flatnonzero(row)
+                acc[i] = row[nz] @ self._dense[nz]
+            acc += self.b
+            return acc
         if not light and rows <= SMALL_BATCH and rows < TORCH_MIN_BATCH and self.small is not None:
             out = np.empty((rows, 2 * self.n_out), np.int32)
             _compiled().small_product(a, 128 if offset else 0, *self.small, out)
@@ -142,11 +171,7 @@ class _Int8Layer:
     def combine(self, prod: np.ndarray, light: bool) -> np.ndarray:
         """The layer's exact accumulators (float64) from ``__call__``'s products."""
         if light:
-            n = self.n_out
-            out = np.multiply(prod[:, :n], 256.0, dtype=np.float64)  # hi * 256 + lo + offset: exact in float64
-            out += prod[:, n:]
-            out += self.offset
-            return out
+            return prod  # the light path's products are the accumulators
         out = np.empty((len(prod), self.n_out), np.float64)
         _compiled().combine_planes(prod, self.offset, out)
         return out
@@ -217,8 +242,9 @@ class IntMLP:
             acc = layer(a, offset, light)
             if i + 1 < len(self._layers):
                 to_int8 = self._layers[i + 1].takes_int8
-                if light:
-                    a = _requantise(layer.combine(acc, True), self.rescale[i], self.act_max[i], to_int8)
+                if light:  # activations as they are (not offset to int8): the light products skip the zeros
+                    a = _requantise(layer.combine(acc, True), self.rescale[i], self.act_max[i], False)
+                    to_int8 = False
                 else:
                     a = np.empty((len(acc), layer.n_out), np.int8 if to_int8 else np.float64)
                     if layer.takes_int8:
