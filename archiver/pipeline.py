@@ -114,7 +114,7 @@ def compress(source, path, model: "str | Model", chunk_size: int = DEFAULT_CHUNK
         scheme = SCHEME_BITS_BACK if m.item_codec() is not None else SCHEME_STORED
         with output_errors(path):
             writer = resources.enter_context(ArchiveWriter(path, metadata.to_json(ARCHIVE_VERSION),
-                                                           version=ARCHIVE_VERSION))
+                                                           version=ARCHIVE_VERSION, overwrite=overwrite))
         for group, payloads in coded:
             for (items, index, _), payload in zip(group, payloads):
                 start = index * chunk_size

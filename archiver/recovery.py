@@ -194,7 +194,7 @@ def recover(path, output, deep: bool = True, overwrite: bool = False, progress=N
         lost = check.lost_ranges()
         saved = [name for name, error in check.attachments if error is None]
         new_meta = dataclasses.replace(meta, item_count=check.intact_items)
-        with ArchiveWriter(output, new_meta.to_json(2), version=2) as writer:
+        with ArchiveWriter(output, new_meta.to_json(2), version=2, overwrite=overwrite) as writer:
             for i in intact:
                 entry, start = reader.chunks[i], writer.item_count
                 writer.write_chunk(reader.read_chunk(i), start, entry.item_count, digests[i],

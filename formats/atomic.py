@@ -95,19 +95,24 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def publish(temp: str, target: str | os.PathLike) -> None:
+def publish(temp: str, target: str | os.PathLike, overwrite: bool = True) -> None:
     """Atomically rename the finished ``temp`` onto ``target`` and make the rename durable.
 
     A file replaced keeps its permission bits; a symlink at ``target`` is replaced itself, never the file it
-    points to."""
+    points to. Without ``overwrite``, a ``target`` that appeared since the writer checked it (``check_target``,
+    at the start of a long write) is kept and UsageError raised: the new file is linked into place, which fails
+    if the name exists (where the filesystem has no hard links, a last check and a rename)."""
     target = os.fspath(target)
-    try:
-        old = os.lstat(target)
-    except FileNotFoundError:
-        old = None
-    if old is not None and stat.S_ISREG(old.st_mode):
-        os.chmod(temp, stat.S_IMODE(old.st_mode) & 0o777)  # never carry set-id bits to new content
-    os.replace(temp, target)
+    if not overwrite:
+        _publish_new(temp, target)
+    else:
+        try:
+            old = os.lstat(target)
+        except FileNotFoundError:
+            old = None
+        if old is not None and stat.S_ISREG(old.st_mode):
+            os.chmod(temp, stat.S_IMODE(old.st_mode) & 0o777)  # never carry set-id bits to new content
+        os.replace(temp, target)
     # The rename is only durable once the directory entry is on disk; some filesystems refuse
     # fsync on directories, and the data itself is already safe, so failure here is not fatal.
     try:
@@ -120,6 +125,20 @@ def publish(temp: str, target: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _publish_new(temp: str, target: str) -> None:
+    appeared = UsageError(f"output {target!r} appeared while bbarc was writing it, and was kept; {FORCE_HINT}")
+    try:
+        os.link(temp, target)  # atomic, and never replaces: the name exists or it is ours
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # no hard links here (some FUSE and FAT filesystems): the closest check there is
+        if os.path.lexists(target):
+            raise appeared from None
+        os.replace(temp, target)
+    else:
+        os.unlink(temp)
 
 
 def fsync_path(path: str) -> None:

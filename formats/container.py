@@ -82,8 +82,10 @@ class ArchiveWriter:
     exception inside ``with`` or ``abort()`` removes the temp file and leaves any existing file at ``path`` untouched.
     """
 
-    def __init__(self, path: str | os.PathLike, metadata: dict, version: int = layout.FORMAT_VERSION):
+    def __init__(self, path: str | os.PathLike, metadata: dict, version: int = layout.FORMAT_VERSION,
+                 overwrite: bool = True):
         self.path = os.fspath(path)
+        self._overwrite = overwrite  # False: a file that appears at ``path`` meanwhile is kept (``publish``)
         if version not in layout.SUPPORTED_VERSIONS or type(version) is not int:
             raise UsageError(f"archive format version must be one of {layout.SUPPORTED_VERSIONS}, got {version!r}")
         if not isinstance(metadata, dict):
@@ -203,7 +205,7 @@ class ArchiveWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        publish(self._temp, self.path)
+        publish(self._temp, self.path, self._overwrite)
         self._temp = None
         self._open = False
 

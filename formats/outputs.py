@@ -59,7 +59,7 @@ def save_array(path: str | os.PathLike, array: np.ndarray, dataset: str | None =
                     np.save(f, array)
                     f.flush()
                     os.fsync(f.fileno())
-                publish(temp, location.path)
+                publish(temp, location.path, overwrite)
         except BaseException:
             remove_quietly(temp)
             raise
@@ -81,6 +81,7 @@ class Sink:
         self.dtype = check_dtype(dtype, f"output {description}")
         self._written: list[tuple[int, int]] = []
         self._temp: str | None = temp_path_for(path)
+        self._replace = True  # whether publishing may replace a file at ``path`` (subclasses say)
 
     def _create(self) -> None:
         """Create the temp file (subclasses); any failure removes it and says why (OutputError for OSError)."""
@@ -129,7 +130,7 @@ class Sink:
             with output_errors(self.path):
                 self._finish()
                 fsync_path(self._temp)
-                publish(self._temp, self.path)
+                publish(self._temp, self.path, overwrite=self._replace)
             self._temp = None
         except BaseException:
             self.abort()
@@ -198,6 +199,7 @@ class NpySink(Sink):
     def __init__(self, path: str, shape: tuple[int, ...], dtype: np.dtype, overwrite: bool = False, inputs=()):
         check_target(path, inputs, overwrite)
         super().__init__(path, shape, dtype, path)
+        self._replace = overwrite
         self._file = None
         self._create()
 
@@ -264,6 +266,7 @@ class H5Sink(Sink):
             elif not overwrite:
                 raise UsageError(f"output {path!r} already exists and is not an HDF5 file; {FORCE_HINT}")
         super().__init__(path, shape, dtype, f"{path}:{dataset}")
+        self._replace = overwrite or self._base is not None  # the file it adds to is replaced by its copy
         self._file = None
         self._create()
 

@@ -265,3 +265,29 @@ def test_labels_come_back_out_of_decompress_and_get(archive, tmp_path):
     with pytest.raises(UsageError, match="stores no labels"):
         bbarc.decompress(tmp_path / "nolabels.bbarc", tmp_path / "x.npy", labels=tmp_path / "xl.npy")
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_an_output_that_appears_while_it_is_written_is_kept(tmp_path):
+    """The no-overwrite check at the start of a write is repeated atomically when the file is put in place: a
+    file created meanwhile (another process, a user) is kept, the write fails cleanly, no temp file is left."""
+    from bbarc.formats.container import ArchiveWriter
+    from bbarc.formats.outputs import open_sink
+
+    out = tmp_path / "x.npy"
+    sink = open_sink(out, (2, 3), np.uint8)
+    sink.write(0, np.ones((2, 3), np.uint8))
+    out.write_bytes(b"theirs")
+    with pytest.raises(UsageError, match="appeared while bbarc was writing it.*--force"):
+        sink.close()
+    assert out.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+    archive = tmp_path / "a.bbarc"
+    writer = ArchiveWriter(archive, {"format": "test"}, version=2, overwrite=False)
+    archive.write_bytes(b"theirs too")
+    with pytest.raises(UsageError, match="appeared while"):
+        writer.close()
+    assert archive.read_bytes() == b"theirs too" and len(list(tmp_path.iterdir())) == 2
+
+    with open_sink(out, (1,), np.uint8, overwrite=True) as sink:  # asked to replace: it does
+        sink.write(0, np.zeros(1, np.uint8))
+    assert np.load(out).tolist() == [0]
