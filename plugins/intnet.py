@@ -4,16 +4,18 @@ Weights and activations are integers, so a layer's result is an exact integer ho
 v1 weight files run as float64 products, exact because weights |w| < 2**15, inputs < 2**16 (or the decoder's
 fixed-point latents) and fan-in <= 2**10 keep every product and partial sum an integer below 2**53. Int8 layers
 (inputs integers in [0, 255], weights |w| <= 2**14 - 1; the v2 files) take inputs offset by -128 and weights as
-two int8 planes (w = 256 * hi + lo, side by side), and get the planes' products from one of three backends, all
+two int8 planes (w = 256 * hi + lo, side by side), and get the planes' products from one of four backends, all
 giving the same integer sums:
 
-* float32 products (numpy/BLAS): every product is at most 2**14 and fan-in <= 1024 keeps every partial sum
-  within 2**24, so float32 is exact in any order (``_float32_exact`` checks this BLAS once, at the bound). Few
-  rows while the light kernels are in use (``bbarc.kernel_choice``): decoding a few items loads neither numba nor
-  torch; and every batch where torch is missing.
+* light (few rows while the light kernels are in use, ``bbarc.kernel_choice``: decoding a few items loads
+  neither numba nor torch): sum(a * w) + b over the nonzero inputs only (most pixels and many activations are 0),
+  in float64: |a * w| < 2**22 and fan-in <= 1024, so every partial sum is an integer far below 2**53.
 * a compiled int16 loop that skips zero inputs (``intkernels.small_product``), for up to ``SMALL_BATCH`` rows
   once the compiled kernels are in use: ``torch._int_mm``'s cost at one row is nearly that of dozens.
 * int8 x int8 -> int32 products (``torch._int_mm``, VNNI on x86) for larger batches: far faster there.
+* float32 products of the planes (numpy/BLAS) where torch is missing: every product is at most 2**14 and
+  fan-in <= 1024 keeps every partial sum within 2**24, so float32 is exact in any order (``_float32_exact``
+  checks this BLAS once, at the bound).
 
 Rescaling between layers is one IEEE float64 multiply and a floor per value (correctly rounded, so identical
 everywhere), then a clip at the layer's ``act_max``; numpy's form (light) and the compiled one-pass forms
@@ -38,7 +40,7 @@ WEIGHT_MAX = (1 << 15) - 1
 MAX_FAN_IN = 1 << 10
 INT8_IN_MAX = 255.0  # int8 layers take inputs in [0, 255]
 INT8_WEIGHT_MAX = (1 << 14) - 1  # and weights that split into two int8 planes
-SMALL_BATCH = 4  # rows up to which int8 layers skip torch (float32 products, or the compiled small loop)
+SMALL_BATCH = 4  # rows up to which int8 layers skip torch (the light products, or the compiled small loop)
 TORCH_MIN_BATCH = SMALL_BATCH + 1  # rows from which they take torch's product, where torch is installed
 
 

@@ -1,4 +1,4 @@
-"""Archives decode (and encode) to the same items and bytes with the light kernels and the float32 int8 product as
+"""Archives decode (and encode) to the same items and bytes with the light kernels and the light int8 products as
 with the compiled kernels and torch; decoding one item in a fresh process loads neither numba nor torch."""
 import os
 import subprocess
@@ -18,7 +18,7 @@ CASES = golden_inputs()
 
 @pytest.fixture
 def light(monkeypatch):
-    """Light kernels and the float32 int8 product only; yields a function returning the light seconds spent since
+    """Light kernels and the light int8 products only; yields a function returning the light seconds spent since
     (so a test can check that the light path really coded)."""
     import bbarc.plugins.intnet as intnet
 
