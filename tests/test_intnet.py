@@ -164,3 +164,22 @@ def test_affine_bound_holds_for_the_extreme_inputs():
     top = np.clip(w, 0, None).sum(axis=1) * dec.act_max[-1] + b
     low = np.clip(w, None, 0).sum(axis=1) * dec.act_max[-1] + b
     assert np.abs(np.floor(np.stack([top, low]) * mul + add)).max() <= bound
+
+
+@pytest.mark.parametrize("kernels", ["light", "compiled"])
+def test_few_rows_are_exact_on_either_path_at_the_extremes(kernels, monkeypatch):
+    """One to SMALL_BATCH rows take the light float64 sums over nonzero inputs (light kernels) or the compiled
+    int16 loop: both exact at the largest weights and inputs, zeros and all-255 rows included."""
+    from bbarc.plugins import intnet
+
+    monkeypatch.setenv("BBARC_KERNELS", kernels)
+    rng = np.random.default_rng(7)
+    w1 = np.concatenate([np.full((2, 1024), 16383.0), np.full((2, 1024), -16383.0),
+                         rng.integers(-16383, 16384, (4, 1024)).astype(np.float64)])
+    w2 = rng.integers(-16383, 16384, (3, 8)).astype(np.float64)
+    net = IntMLP((w1, w2), (np.arange(8.0) - 4, np.array([1.0, -(2.0**40), 2.0**40])), (np.full(8, 2.0**-30),),
+                 (255.0,), in_max=255.0)
+    assert net.backends == ("int8", "int8")
+    x = np.concatenate([np.full((1, 1024), 255), np.zeros((1, 1024), int), rng.integers(0, 256, (2, 1024))])
+    for rows in (x[:1], x[1:2], x[: intnet.SMALL_BATCH]):
+        assert np.array_equal(net(rows), _reference(net, rows))
