@@ -65,10 +65,19 @@ class _Pending:
 
     def __call__(self, *args):
         dispatcher = self._group.bind()[self.__name__]
-        if not self._group.checked:
+        first = not self._group.checked
+        if first:
             self._group.checked = True
             _notice_if_uncached(dispatcher)
-        return dispatcher(*args)
+        try:
+            return dispatcher(*args)
+        finally:
+            if first:
+                # numba loads more libraries on a first compiled call (scipy's BLAS, with a thread pool of its
+                # own), often inside a coding call: cap their threads from now on, as for any library loaded then
+                from .execution import refresh_thread_cap
+
+                refresh_thread_cap()
 
 
 _BLAS = "scipy.linalg.cython_blas"

@@ -26,10 +26,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Callable
 
-import numpy as np
-
 from . import kernels_py
-from .execution import refresh_thread_cap
 
 LIGHT_BUDGET_S = 0.8  # CPU seconds: about the compiled kernels' price in a fresh process, measured (benchmarks/results)
 # Before a job's first item is measured, its light cost per item is taken to be this floor (the built-in models'
@@ -84,13 +81,8 @@ def compiled_now() -> bool:
 def kernel(name: str) -> Callable:
     """The kernel ``name`` (a function of ``bbarc.kernels``) to run now."""
     if compiled_now():
-        loaded = "bbarc.kernels" in sys.modules
-        from . import kernels
+        from . import kernels  # (a kernel's first call caps the threads of what numba loads: bbarc.jit)
 
-        if not loaded:  # numba loads more libraries (a BLAS) on a first call: make it, then cap their threads
-            kernels.pop_uniform_lanes(np.zeros((0, 2), np.uint64), np.zeros((0, 1), np.uint32),
-                                      np.zeros(0, np.int64), np.zeros((0, 1), np.int64), 1, np.zeros(0, np.int64))
-            refresh_thread_cap()
         return getattr(kernels, name)
     return partial(_timed, getattr(kernels_py, name))
 

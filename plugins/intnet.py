@@ -75,16 +75,6 @@ def _torch():
     return torch
 
 
-@functools.lru_cache(maxsize=1)
-def _compiled():
-    """``intkernels``, its numba loaded: a first compiled call loads more libraries (scipy's BLAS, a thread pool
-    of its own), often inside a coding call, which must cap that pool too."""
-    one = np.zeros((1, 1))
-    intkernels.requantise(one, np.ones(1), 1.0, False, one)
-    refresh_thread_cap()
-    return intkernels
-
-
 class _Float64Layer:
     takes_int8 = False
     small = None
@@ -159,7 +149,7 @@ class _Int8Layer:
             return acc
         if not light and rows <= SMALL_BATCH and rows < TORCH_MIN_BATCH and self.small is not None:
             out = np.empty((rows, 2 * self.n_out), np.int32)
-            _compiled().small_product(a, 128 if offset else 0, *self.small, out)
+            intkernels.small_product(a, 128 if offset else 0, *self.small, out)
             return out
         if not offset:
             a = (a - 128).astype(np.int8)
@@ -175,7 +165,7 @@ class _Int8Layer:
         if light:
             return prod  # the light path's products are the accumulators
         out = np.empty((len(prod), self.n_out), np.float64)
-        _compiled().combine_planes(prod, self.offset, out)
+        intkernels.combine_planes(prod, self.offset, out)
         return out
 
 
@@ -233,7 +223,7 @@ class IntMLP:
         if light or not last.takes_int8:
             return affine_floor(last.combine(prod, light), mul, add)
         out = np.empty((len(prod), last.n_out), np.int64)
-        _compiled().affine_planes(prod, last.offset, np.ascontiguousarray(mul, np.float64),
+        intkernels.affine_planes(prod, last.offset, np.ascontiguousarray(mul, np.float64),
                                   np.ascontiguousarray(add, np.float64), out)
         return out
 
@@ -250,9 +240,9 @@ class IntMLP:
                 else:
                     a = np.empty((len(acc), layer.n_out), np.int8 if to_int8 else np.float64)
                     if layer.takes_int8:
-                        _compiled().requantise_planes(acc, layer.offset, self.rescale[i], self.act_max[i], to_int8, a)
+                        intkernels.requantise_planes(acc, layer.offset, self.rescale[i], self.act_max[i], to_int8, a)
                     else:
-                        _compiled().requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
+                        intkernels.requantise(acc, self.rescale[i], self.act_max[i], to_int8, a)
                 offset = to_int8
         return acc
 
