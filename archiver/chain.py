@@ -16,6 +16,7 @@ symbols are items (one per lane), or None for a model-free family, whose chunks 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +50,17 @@ def decodable_parameters(recorded: dict) -> dict:
     return codec_parameters(version if version in (HEADER_VERSION, CHAIN_VERSION) else CHAIN_VERSION)
 
 
+@functools.lru_cache(maxsize=1)
+def _scratch_words() -> np.ndarray:
+    words = np.random.default_rng(0).integers(0, 1 << 32, _SCRATCH_WORDS, dtype=np.uint64).astype(np.uint32)
+    words.setflags(write=False)
+    return words
+
+
 def _scratch(lanes: int) -> AnsLanes:
     """Lanes each holding the same fixed message: the bits a chain's first item draws its latents from. Any bits
     would do (the decoder never sees them); fixed ones keep archives reproducible."""
-    words = np.random.default_rng(0).integers(0, 1 << 32, _SCRATCH_WORDS, dtype=np.uint64).astype(np.uint32)
+    words = _scratch_words()  # drawn once per process, not per first round
     scratch = AnsLanes(lanes, _SCRATCH_WORDS)
     scratch.states[:, 0] = (1 << 63) | int(words[0])
     scratch.states[:, 1] = _SCRATCH_WORDS - 1
